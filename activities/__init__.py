@@ -1,0 +1,1 @@
+"""Temporal activities: the only code that changes a build after it is queued."""

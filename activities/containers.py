@@ -1,0 +1,128 @@
+"""Build containers: create (or find again), stream output, wait, stop, remove.
+
+One container per build, named and labelled from the build id: an activity that runs again
+after a crash finds the container of the first attempt instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, ImageNotFound, NotFound
+
+from kiln.settings import Settings
+
+LABEL_BUILD = "kiln.build"
+LABEL_MANAGED = "kiln.managed"
+WORKDIR = "/workspace"
+
+
+class ImageUnavailable(Exception):
+    """The build's image is not on this host and may not (or cannot) be pulled."""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    build_id: int
+    image: str
+    command: str
+    workspace: Path
+
+
+def container_name(build_id: int) -> str:
+    return f"kiln-build-{build_id}"
+
+
+class Containers:
+    def __init__(self, client: docker.DockerClient, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    def find(self, build_id: int) -> Any | None:
+        try:
+            return self._client.containers.get(container_name(build_id))
+        except NotFound:
+            return None
+
+    def start(self, spec: ContainerSpec) -> Any:
+        """The build's container, running: the existing one if an earlier attempt made it."""
+        container = self.find(spec.build_id)
+        if container is None:
+            self._ensure_image(spec.image)
+            try:
+                container = self._client.containers.create(**self._create_args(spec))
+            except APIError as exc:
+                if exc.status_code != 409:  # 409: a concurrent attempt just created it
+                    raise
+                container = self._client.containers.get(container_name(spec.build_id))
+        if container.status == "created":
+            container.start()
+        return container
+
+    def _create_args(self, spec: ContainerSpec) -> dict[str, Any]:
+        s = self._settings
+        memory = f"{s.build_memory_mb}m"
+        return {
+            "image": spec.image,
+            "command": ["sh", "-c", spec.command],
+            "name": container_name(spec.build_id),
+            "labels": {LABEL_MANAGED: "true", LABEL_BUILD: str(spec.build_id)},
+            "working_dir": WORKDIR,
+            "environment": {"CI": "true", "KILN_BUILD_ID": str(spec.build_id), "HOME": "/tmp"},
+            # The sandbox: only its own workspace from the host, no privileges, bounded
+            # memory (swap included), CPU and processes, a read-only root.
+            "volumes": {str(spec.workspace.resolve()): {"bind": WORKDIR, "mode": "rw"}},
+            "network_mode": s.build_network,
+            "mem_limit": memory,
+            "memswap_limit": memory,
+            "nano_cpus": int(s.build_cpus * 1e9),
+            "pids_limit": s.build_pids_limit,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "privileged": False,
+            "read_only": True,
+            "tmpfs": {"/tmp": "rw,exec,size=1g"},
+            "detach": True,
+        }
+
+    def _ensure_image(self, image: str) -> None:
+        try:
+            self._client.images.get(image)
+            return
+        except ImageNotFound:
+            if self._settings.image_pull == "never":
+                raise ImageUnavailable(f"image '{image}' is not on this host") from None
+        try:
+            self._client.images.pull(image)
+        except (NotFound, ImageNotFound) as exc:
+            raise ImageUnavailable(f"image '{image}' not found and could not be pulled") from exc
+
+    def stream_output(self, container: Any, write: Callable[[bytes], None]) -> None:
+        """Feed the container's combined output, from its start, to `write` until it exits."""
+        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            write(chunk)
+
+    def wait(self, container: Any) -> int:
+        return int(container.wait()["StatusCode"])
+
+    def stop(self, container: Any, grace_seconds: int = 10) -> None:
+        """SIGTERM, then SIGKILL after the grace period."""
+        try:
+            container.stop(timeout=grace_seconds)
+        except NotFound:
+            pass
+
+    def remove(self, build_id: int) -> None:
+        """Remove every container of the build, running or not; safe to call twice."""
+        found = self._client.containers.list(
+            all=True, filters={"label": f"{LABEL_BUILD}={build_id}"}
+        )
+        for container in found:
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass

@@ -1,0 +1,26 @@
+"""Ownership checks shared by the project and build routes: 404 when absent, 403 when not yours."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException
+from sqlalchemy.orm import Session, joinedload
+
+from kiln.models import Build, Project
+
+
+def owned_project(session: Session, project_id: int, user_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise HTTPException(404, "Project not found")
+    if project.owner_id != user_id:
+        raise HTTPException(403, "You do not have access to this project")
+    return project
+
+
+def owned_build(session: Session, build_id: int, user_id: int) -> Build:
+    build = session.get(Build, build_id, options=[joinedload(Build.project)])
+    if build is None:
+        raise HTTPException(404, "Build not found")
+    if build.project.owner_id != user_id:
+        raise HTTPException(403, "You do not have access to this build")
+    return build

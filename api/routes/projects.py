@@ -1,0 +1,110 @@
+"""Projects: create (which queues the first build), list with builds, fetch, delete."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+from starlette.concurrency import run_in_threadpool
+
+from api.access import owned_project
+from api.deps import CurrentUserId, SessionDep, SessionsDep, SettingsDep, TemporalDep, parse_id
+from api.queueing import queue_builds
+from api.repos import RepoRefused, check_repo_url
+from api.schemas import ProjectIn
+from kiln.git import GitError, redact, resolve_branch
+from kiln.models import Build, BuildStatus, Project
+from kiln.records import project_record
+from workflows.build import workflow_id
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/project", tags=["projects"])
+
+
+def _resolve_head(body: ProjectIn, allow_local: bool, timeout: float) -> str:
+    check_repo_url(body.repoUrl, allow_local=allow_local)
+    return resolve_branch(body.repoUrl, body.branch, timeout=timeout)
+
+
+@router.post("/projects", status_code=201)
+async def create_project(
+    body: ProjectIn,
+    user_id: CurrentUserId,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> dict[str, Any]:
+    try:
+        head = await run_in_threadpool(
+            _resolve_head, body, settings.allow_local_repos, settings.git_timeout_seconds
+        )
+    except RepoRefused as exc:
+        raise HTTPException(400, str(exc)) from None
+    except GitError as exc:
+        raise HTTPException(400, f"Could not resolve branch '{body.branch}': {exc}") from None
+
+    def insert(session: Session) -> tuple[list[Build], dict[str, Any]]:
+        project = Project(
+            owner_id=user_id,
+            name=body.name,
+            repo_url=body.repoUrl,
+            branch=body.branch,
+            image=body.image,
+            build_command=body.buildCommand,
+        )
+        build = Build(project=project, branch=body.branch, commit_hash=head)
+        session.add_all([project, build])
+        session.flush()
+        return [build], project_record(project)
+
+    builds, project = await queue_builds(
+        sessions, temporal, settings.task_queue, insert, "Failed to create the project"
+    )
+    log.info("project %s created from %s", project["id"], redact(body.repoUrl))
+    return {"message": "Project created", "project": project, "build": builds[0]}
+
+
+@router.get("/projects")
+def list_projects(user_id: CurrentUserId, session: SessionDep) -> dict[str, Any]:
+    projects = session.scalars(
+        select(Project)
+        .where(Project.owner_id == user_id)
+        .options(selectinload(Project.builds))
+        .order_by(Project.id)
+    ).all()
+    records = [project_record(project, with_builds=True) for project in projects]
+    return {"message": "Projects fetched", "projects": records}
+
+
+@router.get("/projects/{project_id}")
+def get_project(project_id: str, user_id: CurrentUserId, session: SessionDep) -> dict[str, Any]:
+    project = owned_project(session, parse_id(project_id, "projectId"), user_id)
+    return {"message": "Project fetched", "project": project_record(project, with_builds=True)}
+
+
+@router.delete("/projects/{project_id}")
+async def delete_project(
+    project_id: str, user_id: CurrentUserId, sessions: SessionsDep, temporal: TemporalDep
+) -> dict[str, Any]:
+    pid = parse_id(project_id, "projectId")
+
+    def remove() -> list[int]:
+        with sessions.begin() as session:
+            project = owned_project(session, pid, user_id)
+            active = [
+                build.id for build in project.builds if not BuildStatus(build.status).is_final
+            ]
+            session.delete(project)
+            return active
+
+    active = await run_in_threadpool(remove)
+    # Builds still in flight are stopped: their workflow's cleanup removes container and files.
+    for build_id in active:
+        try:
+            await temporal.get_workflow_handle(workflow_id(build_id)).cancel()
+        except Exception as exc:  # already finished, or never started
+            log.info("cancel of build %s after project delete: %s", build_id, exc)
+    return {"message": "Project deleted", "projectId": pid}

@@ -1,0 +1,1 @@
+"""Kiln's shared core: settings, database, events and the command line."""

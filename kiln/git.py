@@ -1,0 +1,100 @@
+"""Git over the network: resolve a branch head, and check out exactly one pinned commit.
+
+Errors say whether trying again could help: a repository or commit that does not exist never
+will, a refused connection or a timeout may.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+# Messages by which git says the thing asked for does not exist or is not ours to read.
+_PERMANENT = re.compile(
+    r"not found|does not appear to be a git repository|couldn't find remote ref"
+    r"|not our ref|no such remote ref|unadvertised object|authentication failed"
+    r"|could not read username|invalid refspec|returned error: 40[0-9]",
+    re.IGNORECASE,
+)
+_USERINFO = re.compile(r"(https?://)[^/@\s]+@", re.IGNORECASE)
+SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+class GitError(Exception):
+    """A git command failed; `permanent` is true when retrying cannot succeed."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def redact(text: str) -> str:
+    """Remove credentials embedded in URLs, so tokens never reach logs or error messages."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def _git(args: list[str], *, cwd: Path | None = None, timeout: float) -> str:
+    env = os.environ | {
+        "GIT_TERMINAL_PROMPT": "0",  # never hang asking for a password
+        "GIT_ASKPASS": "true",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "LC_ALL": "C",
+    }
+    command = ["git", "-c", "http.followRedirects=false", "-c", "protocol.version=2", *args]
+    try:
+        done = subprocess.run(
+            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"git {args[0]} timed out after {timeout:g}s", permanent=False) from exc
+    if done.returncode != 0:
+        detail = redact(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
+        message = f"git {args[0]} failed: {detail or f'exit code {done.returncode}'}"
+        raise GitError(message, permanent=bool(_PERMANENT.search(done.stderr)))
+    return done.stdout
+
+
+def resolve_branch(url: str, branch: str, *, timeout: float) -> str:
+    """The full sha at the tip of `branch`, or a permanent GitError if there is no such branch."""
+    out = _git(["ls-remote", "--heads", "--", url, f"refs/heads/{branch}"], timeout=timeout)
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref == f"refs/heads/{branch}":
+            return sha
+    raise GitError(f"branch '{branch}' not found in the repository", permanent=True)
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    message: str
+    author: str
+
+
+def checkout(url: str, sha: str, dest: Path, *, timeout: float) -> CommitInfo:
+    """Fetch only `sha` (depth 1) into `dest` and check it out; safe to call again on `dest`."""
+    if not SHA_RE.match(sha):
+        raise GitError(f"'{sha}' is not a full commit hash", permanent=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    if (dest / ".git").is_dir() and _head(dest) == sha:
+        return _commit_info(dest, timeout)
+    if not (dest / ".git").is_dir():
+        _git(["init", "-q", "."], cwd=dest, timeout=timeout)
+    _git(["fetch", "-q", "--depth", "1", "--", url, sha], cwd=dest, timeout=timeout)
+    _git(["checkout", "-q", "--force", "FETCH_HEAD"], cwd=dest, timeout=timeout)
+    return _commit_info(dest, timeout)
+
+
+def _head(dest: Path) -> str | None:
+    try:
+        return _git(["rev-parse", "HEAD"], cwd=dest, timeout=30).strip()
+    except GitError:
+        return None
+
+
+def _commit_info(dest: Path, timeout: float) -> CommitInfo:
+    out = _git(["log", "-1", "--format=%an%x00%B"], cwd=dest, timeout=timeout)
+    author, _, message = out.partition("\0")
+    return CommitInfo(message=message.strip(), author=author.strip())

@@ -1,0 +1,63 @@
+"""Settings read from the environment (``KILN_*``), one cached instance per process."""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Where `kiln dev` keeps its SQLite file, Temporal history and generated secret.
+STATE_DIR = Path(".kiln")
+
+
+class Settings(BaseSettings):
+    """Every setting Kiln reads; the README lists them with their meaning."""
+
+    model_config = SettingsConfigDict(env_prefix="KILN_", extra="ignore")
+
+    database_url: str = f"sqlite:///{STATE_DIR / 'kiln.db'}"
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "kiln"
+    jwt_secret: str = ""
+    jwt_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workspace_dir: Path = STATE_DIR / "workspaces"
+    build_network: str = "bridge"
+    allow_local_repos: bool = False
+    # A stable id names this worker's host queue, so a restarted worker takes its own work back.
+    worker_id: str = Field(default_factory=socket.gethostname)
+    max_builds_per_host: int = Field(default=4, gt=0)
+    image_pull: Literal["missing", "never"] = "missing"
+    build_memory_mb: int = Field(default=2048, gt=0)
+    build_cpus: float = Field(default=1.0, gt=0)
+    build_pids_limit: int = Field(default=512, gt=0)
+    log_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    git_timeout_seconds: float = Field(default=120, gt=0)
+    cors_origins: list[str] = []
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _no_placeholder_secret(cls, value: str) -> str:
+        if value and (len(value) < 16 or value.lower() in {"changeme", "secret", "changethis"}):
+            raise ValueError("KILN_JWT_SECRET must be a random string of at least 16 characters")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def host_queue(self) -> str:
+        """The task queue only this worker host polls: clone, run and cleanup stay on one host."""
+        return f"{self.task_queue}-host-{self.worker_id}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

