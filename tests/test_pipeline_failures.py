@@ -1,0 +1,127 @@
+"""Builds that go wrong still end: a final status, a reason in the logs, nothing left behind.
+
+Every test here waits for its build to reach `passed` or `failed` (a build never stays
+`queued`/`running` once its workflow ended) and then checks that the build's container and
+workspace are gone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import docker
+
+from tests.support.git_server import GitRepo
+from tests.support.stack import Stack, eventually
+
+# A permanent error ends the build on its first attempt (about a second). The retry policy for
+# infrastructure trouble waits 1 + 2 + 4 + 8 + 16 s between its six attempts, so a build that
+# ends within this bound was not retried.
+PERMANENT_FAILURE_BOUND = 20.0
+MISSING_IMAGE = "kiln-test/does-not-exist:latest"
+
+
+def new_repo(stack: Stack) -> GitRepo:
+    repo = stack.git.create_repo(f"fail-{uuid.uuid4().hex[:8]}")
+    repo.commit({"README": "hello\n"}, "init")
+    return repo
+
+
+def last_line(logs: str) -> str:
+    lines = [line for line in logs.splitlines() if line.strip()]
+    assert lines, "the logs are empty"
+    return lines[-1]
+
+
+async def assert_cleaned_up(stack: Stack, client: docker.DockerClient, build_id: int) -> None:
+    """No container of the build and no workspace remain (cleanup may trail the status write)."""
+    workspace = stack.settings.workspace_dir / f"build-{build_id}"
+
+    async def gone() -> bool | None:
+        containers = client.containers.list(all=True, filters={"label": f"kiln.build={build_id}"})
+        return True if not containers and not workspace.exists() else None
+
+    await eventually(gone, timeout=15)
+
+
+async def test_a_repository_deleted_after_creation_fails_the_rebuild_with_a_reason(
+    stack: Stack, docker_client: docker.DockerClient
+) -> None:
+    user = await stack.register()
+    repo = new_repo(stack)
+    created = await stack.create_project(user, repo.url, "cat README")
+    first = await stack.wait_final(user, created["build"]["id"])
+    assert first["status"] == "passed"
+    await assert_cleaned_up(stack, docker_client, first["id"])
+    shutil.rmtree(repo.bare)
+
+    response = await stack.http.post(f"/api/build/rebuild/{first['id']}", headers=user.headers)
+    assert response.status_code == 201, response.text
+    build_id = response.json()["build"]["id"]
+
+    final = await stack.wait_final(user, build_id, timeout=PERMANENT_FAILURE_BOUND)
+    assert final["status"] == "failed"
+    assert final["exitCode"] is None
+    assert final["finishedAt"] is not None
+    reason = last_line(await stack.logs(user, build_id)).lower()
+    assert "git" in reason and "not found" in reason
+    await assert_cleaned_up(stack, docker_client, build_id)
+
+
+async def test_a_missing_image_fails_the_build_with_a_reason(
+    stack: Stack, docker_client: docker.DockerClient
+) -> None:
+    user = await stack.register()
+    repo = new_repo(stack)
+
+    created = await stack.create_project(user, repo.url, "echo never runs", image=MISSING_IMAGE)
+
+    build_id = created["build"]["id"]
+    final = await stack.wait_final(user, build_id, timeout=PERMANENT_FAILURE_BOUND)
+    assert final["status"] == "failed"
+    assert final["exitCode"] is None
+    logs = await stack.logs(user, build_id)
+    assert MISSING_IMAGE in last_line(logs)
+    assert "never runs" not in logs
+    await assert_cleaned_up(stack, docker_client, build_id)
+
+
+async def test_a_long_output_is_stored_completely_and_in_order(
+    stack: Stack, docker_client: docker.DockerClient
+) -> None:
+    user = await stack.register()
+    repo = new_repo(stack)
+
+    created = await stack.create_project(user, repo.url, "seq 1 20000")
+
+    build_id = created["build"]["id"]
+    final = await stack.wait_final(user, build_id)
+    assert final["status"] == "passed"
+    assert final["exitCode"] == 0
+    logs = await stack.logs(user, build_id)
+    assert "20000" in logs
+    assert logs.splitlines() == [str(n) for n in range(1, 20001)]
+    await assert_cleaned_up(stack, docker_client, build_id)
+
+
+async def test_bytes_that_are_not_utf8_do_not_break_the_logs(
+    stack: Stack, docker_client: docker.DockerClient
+) -> None:
+    user = await stack.register()
+    repo = new_repo(stack)
+    command = r"printf 'before\n\377\376 raw bytes\ncaf\303\251\n'; echo after; exit 7"
+
+    created = await stack.create_project(user, repo.url, command)
+
+    build_id = created["build"]["id"]
+    final = await stack.wait_final(user, build_id)
+    assert final["status"] == "failed"
+    assert final["exitCode"] == 7
+    response = await stack.http.get(f"/api/build/{build_id}/logs", headers=user.headers)
+    assert response.status_code == 200, response.text
+    lines = response.json()["logs"].splitlines()
+    assert lines[0] == "before"
+    assert "\ufffd" in lines[1] and lines[1].endswith(" raw bytes")
+    assert lines[2:] == ["café", "after"]
+    await assert_cleaned_up(stack, docker_client, build_id)
