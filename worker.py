@@ -24,6 +24,8 @@ from kiln.settings import Settings, get_settings
 from workflows.build import BuildWorkflow
 
 log = logging.getLogger("kiln.worker")
+LOCAL_ACTIVITY_SLOTS = 16
+HOST_ACTIVITY_SLOTS = 48
 
 
 async def connect(settings: Settings) -> Client:
@@ -40,7 +42,8 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
         client,
         task_queue=settings.task_queue,
         workflows=[BuildWorkflow],
-        activities=[records.start_build, records.finish_build, hosts.pick_host],
+        activities=[records.claim_slot, records.finish_build, hosts.pick_host],
+        max_concurrent_local_activities=LOCAL_ACTIVITY_SLOTS,
         activity_executor=executor,
     )
     host = Worker(
@@ -48,8 +51,9 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
         task_queue=settings.host_queue,
         activities=[builds.execute_build, builds.cleanup_build],
         activity_executor=executor,
-        # The per-host cap on builds running at once.
-        max_concurrent_activities=settings.max_builds_per_host,
+        # Builds past the host's cap wait inside the activity (heartbeating), not in the queue:
+        # a host that does not poll would look dead and its builds would be moved.
+        max_concurrent_activities=HOST_ACTIVITY_SLOTS,
     )
     return [shared, host]
 
@@ -57,7 +61,7 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     client = await connect(settings)
-    with ThreadPoolExecutor(max_workers=settings.max_builds_per_host + 8) as executor:
+    with ThreadPoolExecutor(max_workers=LOCAL_ACTIVITY_SLOTS + HOST_ACTIVITY_SLOTS) as executor:
         workers = build_workers(client, settings, executor)
         log.info(
             "worker %s polling %s and %s",

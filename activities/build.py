@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.containers import Containers, ContainerSpec, ImageUnavailable
+from activities.containers import Containers, ContainerSpec, ImageUnavailable, seconds_running
 from activities.logwriter import LogWriter
 from activities.types import PERMANENT_ERROR, BuildJob, RunResult
 from kiln.db import SessionFactory
@@ -26,6 +27,8 @@ from kiln.settings import Settings
 
 # How often the run loop stores output, heartbeats and looks for a cancel request.
 TICK_SECONDS = 0.1
+# SIGTERM first; SIGKILL if the build has not stopped this long after.
+STOP_GRACE_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class _Spec:
     image: str
     command: str
     owner_id: int
+    timeout_seconds: int
 
 
 def permanent(message: str) -> ApplicationError:
@@ -46,6 +50,9 @@ class BuildActivities:
         self._sessions = sessions
         self._containers = containers
         self._settings = settings
+        # The host's cap on builds running at once. A build waiting here heartbeats, so its
+        # host is known alive; it is not moved elsewhere.
+        self._slots = threading.BoundedSemaphore(settings.max_builds_per_host)
 
     def workspace(self, build_id: int) -> Path:
         return (self._settings.workspace_dir / f"build-{build_id}").resolve()
@@ -53,6 +60,18 @@ class BuildActivities:
     @activity.defn(name="execute_build")
     def execute_build(self, job: BuildJob) -> RunResult:
         """Clone, run and clean up; a non-zero exit is a result, not an error."""
+        # Cancellation is looked for at known points (see _follow) rather than raised into the
+        # thread wherever it happens to be, e.g. half-way through a database write.
+        with activity.shield_thread_cancel_exception():
+            while not self._slots.acquire(timeout=1):
+                activity.heartbeat("waiting for a free slot on this host")
+                self._stop_if_cancelled(job.build_id, container=None)
+            try:
+                return self._execute(job)
+            finally:
+                self._slots.release()
+
+    def _execute(self, job: BuildJob) -> RunResult:
         spec = self._load(job.build_id)
         workspace = self.workspace(job.build_id)
         try:
@@ -67,6 +86,7 @@ class BuildActivities:
                 raise permanent(str(exc)) from None
             raise ApplicationError(str(exc), type="GitError") from None
         self._fill_commit_info(job.build_id, info)
+        self._stop_if_cancelled(job.build_id, container=None)
         container_spec = ContainerSpec(job.build_id, spec.image, spec.command, workspace)
         try:
             container = self._containers.start(container_spec)
@@ -75,9 +95,9 @@ class BuildActivities:
         writer = LogWriter(
             self._sessions, job.build_id, spec.owner_id, self._settings.log_max_bytes
         )
-        exit_code = self._follow(job.build_id, container, writer)
+        result = self._follow(job.build_id, container, writer, spec.timeout_seconds)
         self.cleanup_build(job)
-        return RunResult(exit_code=exit_code)
+        return result
 
     @activity.defn(name="cleanup_build")
     def cleanup_build(self, job: BuildJob) -> None:
@@ -85,7 +105,19 @@ class BuildActivities:
         self._containers.remove(job.build_id)
         shutil.rmtree(self.workspace(job.build_id), ignore_errors=True)
 
-    def _follow(self, build_id: int, container: Any, writer: LogWriter) -> int:
+    def _stop_if_cancelled(self, build_id: int, container: Any | None) -> None:
+        if not activity.is_cancelled():
+            return
+        if activity.is_worker_shutdown():
+            # This worker is stopping, not the build: leave the container running for the
+            # retried activity to find and follow.
+            raise CancelledError("worker shutting down")
+        if container is not None:
+            self._containers.stop(container, STOP_GRACE_SECONDS)
+        self.cleanup_build(BuildJob(build_id))
+        raise CancelledError("build canceled")
+
+    def _follow(self, build_id: int, container: Any, writer: LogWriter, timeout: int) -> RunResult:
         """Stream output until the container exits, heartbeating; returns its exit code."""
         done = threading.Event()
         failures: list[Exception] = []
@@ -99,34 +131,37 @@ class BuildActivities:
                 done.set()
 
         threading.Thread(target=pump, name=f"logs-{build_id}", daemon=True).start()
+        # Measured from the container's own start, so a re-attached run keeps its deadline.
+        deadline = time.monotonic() + timeout - seconds_running(container)
+        timed_out = False
         while not done.wait(TICK_SECONDS):
             writer.flush()
             activity.heartbeat()
-            if activity.is_cancelled():
-                self._containers.stop(container)
-                writer.flush(final=True)
-                self.cleanup_build(BuildJob(build_id))
-                raise CancelledError("build canceled")
+            self._stop_if_cancelled(build_id, container)
+            if not timed_out and time.monotonic() > deadline:
+                timed_out = True
+                self._containers.stop(container, STOP_GRACE_SECONDS)
         writer.flush(final=True)
         if failures:
             raise failures[0]
         try:
-            return self._containers.wait(container)
+            exit_code = self._containers.wait(container)
         except DockerException as exc:
             raise ApplicationError(f"lost the build container: {exc}", type="DockerError") from exc
+        return RunResult(exit_code=exit_code, timed_out=timed_out)
 
     def _load(self, build_id: int) -> _Spec:
         with self._sessions() as session:
             row = session.execute(
                 select(Build.commit_hash, Project.repo_url, Project.image, Project.build_command)
-                .add_columns(Project.owner_id)
+                .add_columns(Project.owner_id, Project.timeout_seconds)
                 .join(Project, Build.project_id == Project.id)
                 .where(Build.id == build_id)
             ).one_or_none()
         if row is None:
             raise permanent(f"build {build_id} no longer exists")
-        commit_hash, repo_url, image, command, owner_id = row
-        return _Spec(repo_url, commit_hash, image, command, owner_id)
+        commit_hash, repo_url, image, command, owner_id, timeout_seconds = row
+        return _Spec(repo_url, commit_hash, image, command, owner_id, timeout_seconds)
 
     def _fill_commit_info(self, build_id: int, info: CommitInfo) -> None:
         """Builds queued without a push payload learn their message and author from the checkout."""

@@ -6,8 +6,10 @@ after a crash finds the container of the first attempt instead of starting a sec
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,16 @@ class ContainerSpec:
     image: str
     command: str
     workspace: Path
+
+
+def seconds_running(container: Any) -> float:
+    """How long ago the container started (0 if it has not)."""
+    started = container.attrs.get("State", {}).get("StartedAt", "")
+    if not started or started.startswith("0001-"):
+        return 0.0
+    # Docker gives nanoseconds; datetime takes microseconds.
+    stamp = re.sub(r"(\.\d{6})\d*", r"\1", started).replace("Z", "+00:00")
+    return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds())
 
 
 def container_name(build_id: int) -> str:
@@ -61,6 +73,7 @@ class Containers:
                 container = self._client.containers.get(container_name(spec.build_id))
         if container.status == "created":
             container.start()
+            container.reload()
         return container
 
     def _create_args(self, spec: ContainerSpec) -> dict[str, Any]:

@@ -4,6 +4,7 @@ ids and outcomes only (never a repository URL, which may carry a token)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -11,9 +12,17 @@ class BuildJob:
     build_id: int
 
 
+class SlotClaim(StrEnum):
+    STARTED = "started"  # the build is running: go on
+    WAITING = "waiting"  # the project's slots are taken, or older builds wait first
+    FINAL = "final"  # already finished, canceled or deleted: nothing to do
+
+
 @dataclass(frozen=True)
 class RunResult:
     exit_code: int
+    # The container was killed at the project's timeout; exit_code is then the kill's.
+    timed_out: bool = False
 
 
 @dataclass(frozen=True)

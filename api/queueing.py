@@ -18,7 +18,7 @@ from kiln.db import SessionFactory
 from kiln.events import announce
 from kiln.logs import append_log
 from kiln.models import Build, BuildStatus, utcnow
-from kiln.records import build_record
+from kiln.records import build_record, queue_positions
 from workflows.build import BuildInput, BuildWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ async def queue_builds(
                 session.flush()
                 for build in builds:
                     announce(session, build)
-                return [build_record(build) for build in builds], extra
+                positions = queue_positions(session, {build.project_id for build in builds})
+                return [build_record(build, positions) for build in builds], extra
         except SQLAlchemyError:
             log.exception("build insert failed")
             raise HTTPException(500, failure_message) from None

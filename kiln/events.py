@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from kiln.db import SessionFactory
 from kiln.models import Build, Project, SocketEvent, utcnow
-from kiln.records import build_record, user_room
+from kiln.records import build_record, queue_positions, user_room
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ def announce(session: Session, build: Build) -> None:
     """Publish the build's record to its owner's sockets when `session` commits."""
     owner_id = session.scalar(select(Project.owner_id).where(Project.id == build.project_id))
     if owner_id is not None:
-        publish(session, STATUS_EVENT, build_record(build), user_room(owner_id))
+        record = build_record(build, queue_positions(session, [build.project_id]))
+        publish(session, STATUS_EVENT, record, user_room(owner_id))
 
 
 def emit_message(event: str, data: Any, room: str) -> dict[str, Any]:

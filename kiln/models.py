@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -9,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -24,10 +26,18 @@ class BuildStatus(StrEnum):
     RUNNING = "running"
     PASSED = "passed"
     FAILED = "failed"
+    CANCELED = "canceled"
 
     @property
     def is_final(self) -> bool:
-        return self in (BuildStatus.PASSED, BuildStatus.FAILED)
+        return self not in (BuildStatus.QUEUED, BuildStatus.RUNNING)
+
+
+DEFAULT_TIMEOUT_SECONDS = 3600
+
+
+def new_webhook_secret() -> str:
+    return secrets.token_hex(32)
 
 
 def utcnow() -> datetime:
@@ -73,6 +83,10 @@ class Project(Base):
     branch: Mapped[str] = mapped_column(String(255))
     image: Mapped[str] = mapped_column(String(500))
     build_command: Mapped[str] = mapped_column(Text)
+    # Signs GitHub push deliveries (HMAC-SHA256); shown to the owner only.
+    webhook_secret: Mapped[str] = mapped_column(String(100), default=new_webhook_secret)
+    timeout_seconds: Mapped[int] = mapped_column(Integer, default=DEFAULT_TIMEOUT_SECONDS)
+    max_concurrent_builds: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     builds: Mapped[list[Build]] = relationship(
@@ -85,6 +99,7 @@ class Project(Base):
 
 class Build(Base):
     __tablename__ = "builds"
+    __table_args__ = (Index("ix_builds_project_status", "project_id", "status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(
@@ -111,6 +126,15 @@ class LogChunk(Base):
     build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"), index=True)
     offset: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class WebhookDelivery(Base):
+    """GitHub delivery ids already acted on: a redelivery never queues a second build."""
+
+    __tablename__ = "webhook_deliveries"
+
+    delivery_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class SocketEvent(Base):

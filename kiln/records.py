@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from kiln.models import Build, Project
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kiln.models import Build, BuildStatus, Project
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -16,7 +21,23 @@ def iso(moment: datetime | None) -> str | None:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def build_record(build: Build) -> dict[str, Any]:
+def queue_positions(session: Session, project_ids: Iterable[int]) -> dict[int, int]:
+    """Each queued build's place in its project's queue: 1 starts next."""
+    query = (
+        select(Build.id, Build.project_id)
+        .where(Build.status == BuildStatus.QUEUED, Build.project_id.in_(set(project_ids)))
+        .order_by(Build.id)
+    )
+    seen: Counter[int] = Counter()
+    positions = {}
+    for build_id, project_id in session.execute(query):
+        seen[project_id] += 1
+        positions[build_id] = seen[project_id]
+    return positions
+
+
+def build_record(build: Build, positions: Mapping[int, int] | None = None) -> dict[str, Any]:
+    """The API page's build record, plus `queuePosition` while the build waits."""
     return {
         "id": build.id,
         "status": build.status,
@@ -28,6 +49,9 @@ def build_record(build: Build) -> dict[str, Any]:
         "projectId": build.project_id,
         "startedAt": iso(build.started_at),
         "finishedAt": iso(build.finished_at),
+        "queuePosition": (positions or {}).get(build.id)
+        if build.status == BuildStatus.QUEUED
+        else None,
     }
 
 
@@ -41,14 +65,20 @@ def project_summary(project: Project) -> dict[str, Any]:
     }
 
 
-def project_record(project: Project, *, with_builds: bool = False) -> dict[str, Any]:
+def project_record(
+    project: Project, *, positions: Mapping[int, int] | None = None, with_builds: bool = False
+) -> dict[str, Any]:
+    """The project as its owner sees it, webhook secret included."""
     record = project_summary(project) | {
         "image": project.image,
         "buildCommand": project.build_command,
+        "timeoutSeconds": project.timeout_seconds,
+        "maxConcurrentBuilds": project.max_concurrent_builds,
+        "webhookSecret": project.webhook_secret,
         "createdAt": iso(project.created_at),
     }
     if with_builds:
-        record["builds"] = [build_record(build) for build in project.builds]
+        record["builds"] = [build_record(build, positions) for build in project.builds]
     return record
 
 

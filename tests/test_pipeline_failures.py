@@ -17,7 +17,7 @@ from tests.support.stack import Stack, eventually
 
 # A permanent error ends the build on its first attempt (about a second). The retry policy for
 # infrastructure trouble waits 1 + 2 + 4 + 8 + 16 s between its six attempts, so a build that
-# ends within this bound was not retried.
+# ends within this bound was not put through that policy.
 PERMANENT_FAILURE_BOUND = 20.0
 MISSING_IMAGE = "kiln-test/does-not-exist:latest"
 

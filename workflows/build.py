@@ -1,38 +1,40 @@
 """BuildWorkflow: one build, from `queued` to a final status, surviving crashes on the way.
 
-Steps: mark running (local) → pick a live host (local) → clone + run + clean up on that host's
-queue → record the outcome (local). The host-bound step heartbeats, so a lost worker is noticed
-in seconds; a host that never picks the work up is replaced by another after a bounded wait.
+Steps: wait for a slot of the project (local claim, woken by a signal when a build of the
+project ends) → pick a live host (local) → clone + run + clean up on that host's queue → record
+the outcome (local) and wake the next waiting builds. The host-bound step heartbeats, so a lost
+worker is noticed in seconds; a host that never picks the work up is replaced after a bounded
+wait. Cancelling the workflow cancels the build: its container is stopped and removed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    CancelledError,
-    TimeoutError,
-    TimeoutType,
-)
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import TimeoutError as StepTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.build import BuildActivities
     from activities.hosts import HostActivities
     from activities.records import RecordActivities
-    from activities.types import PERMANENT_ERROR, BuildJob, BuildOutcome, RunResult
+    from activities.types import PERMANENT_ERROR, BuildJob, BuildOutcome, RunResult, SlotClaim
     from kiln.models import BuildStatus
 
 LOCAL_TIMEOUT = timedelta(seconds=30)
+# A waiting build looks again this often even without a signal (a signal may be lost when the
+# finishing workflow's worker dies between its status write and the signal).
+SLOT_RECHECK = timedelta(seconds=30)
 # How long a chosen host may take to pick the build up before another host is chosen.
 HOST_PICKUP_TIMEOUT = timedelta(seconds=30)
 MAX_HOST_MOVES = 3
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
-BUILD_TIMEOUT = timedelta(hours=3)
+# The run activity enforces the project's own timeout; this only bounds a runaway activity.
+ACTIVITY_TIMEOUT = timedelta(hours=25)
 # Infrastructure trouble (clone failing, Docker unreachable) is retried; a failing build
 # command is a result and never reaches this policy.
 INFRA_RETRY = RetryPolicy(
@@ -42,6 +44,7 @@ INFRA_RETRY = RetryPolicy(
     maximum_attempts=6,
     non_retryable_error_types=[PERMANENT_ERROR],
 )
+SLOT_FREED_SIGNAL = "slot_freed"
 
 
 @dataclass(frozen=True)
@@ -53,54 +56,91 @@ def workflow_id(build_id: int) -> str:
     return f"build-{build_id}"
 
 
+def _failed(build_id: int, reason: str) -> BuildOutcome:
+    return BuildOutcome(build_id, BuildStatus.FAILED.value, reason=reason)
+
+
 def _reason(error: ActivityError) -> str:
     cause = error.cause
-    if isinstance(cause, TimeoutError):
-        return f"build step timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
+    if isinstance(cause, StepTimeout):
+        kind = cause.type.name.lower().replace("_", "-") if cause.type else "unknown"
+        return f"the build step stopped responding ({kind} timeout)"
     if isinstance(cause, ApplicationError):
         return cause.message
     return str(cause or error)
 
 
+def _never_picked_up(error: ActivityError) -> bool:
+    cause = error.cause
+    return isinstance(cause, StepTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START
+
+
 @workflow.defn(name="BuildWorkflow")
 class BuildWorkflow:
+    def __init__(self) -> None:
+        self._slot_freed = False
+
+    @workflow.signal(name=SLOT_FREED_SIGNAL)
+    def slot_freed(self) -> None:
+        self._slot_freed = True
+
     @workflow.run
     async def run(self, request: BuildInput) -> BuildOutcome:
         build_id = request.build_id
-        started = await workflow.execute_local_activity_method(
-            RecordActivities.start_build, build_id, start_to_close_timeout=LOCAL_TIMEOUT
-        )
-        if not started:
-            return BuildOutcome(build_id, status="skipped")
-        outcome = BuildOutcome(build_id, BuildStatus.FAILED.value, reason="build was interrupted")
+        outcome = _failed(build_id, "the build was interrupted")
         host: str | None = None
         try:
-            for move in range(MAX_HOST_MOVES + 1):
-                host = await workflow.execute_local_activity_method(
-                    HostActivities.pick_host, start_to_close_timeout=LOCAL_TIMEOUT
-                )
-                try:
-                    result = await self._execute_on(host, build_id)
-                except ActivityError as err:
-                    if _never_picked_up(err) and move < MAX_HOST_MOVES:
-                        workflow.logger.warning("host %s did not pick up build %s", host, build_id)
-                        continue
-                    outcome = BuildOutcome(build_id, BuildStatus.FAILED.value, reason=_reason(err))
-                    break
-                status = BuildStatus.PASSED if result.exit_code == 0 else BuildStatus.FAILED
-                outcome = BuildOutcome(build_id, status.value, exit_code=result.exit_code)
-                host = None  # the activity cleaned up after itself
-                break
-        except CancelledError:
-            outcome = BuildOutcome(build_id, BuildStatus.FAILED.value, reason="build canceled")
+            if not await self._wait_for_slot(build_id):
+                return BuildOutcome(build_id, status="skipped")
+            outcome, host = await self._run_on_a_host(build_id)
+        except asyncio.CancelledError:
+            outcome = BuildOutcome(build_id, BuildStatus.CANCELED.value, reason="build canceled")
             raise
         finally:
             if host is not None:
                 await self._cleanup_on(host, build_id)
-            await workflow.execute_local_activity_method(
-                RecordActivities.finish_build, outcome, start_to_close_timeout=LOCAL_TIMEOUT
-            )
+            if outcome.status != "skipped":
+                await self._finish(outcome)
         return outcome
+
+    async def _wait_for_slot(self, build_id: int) -> bool:
+        """True once the build holds a slot; False when it is already final (nothing to do)."""
+        while True:
+            self._slot_freed = False
+            claim = await workflow.execute_local_activity_method(
+                RecordActivities.claim_slot, build_id, start_to_close_timeout=LOCAL_TIMEOUT
+            )
+            if claim != SlotClaim.WAITING:
+                return claim == SlotClaim.STARTED
+            try:
+                await workflow.wait_condition(lambda: self._slot_freed, timeout=SLOT_RECHECK)
+            except TimeoutError:  # no signal came: look again anyway
+                pass
+
+    async def _run_on_a_host(self, build_id: int) -> tuple[BuildOutcome, str | None]:
+        """The outcome, and the host still to clean up (None when the activity did it)."""
+        for move in range(MAX_HOST_MOVES + 1):
+            host = await workflow.execute_local_activity_method(
+                HostActivities.pick_host, start_to_close_timeout=LOCAL_TIMEOUT
+            )
+            try:
+                result = await self._execute_on(host, build_id)
+            except ActivityError as err:
+                if _never_picked_up(err) and move < MAX_HOST_MOVES:
+                    workflow.logger.warning("host %s did not pick up build %s", host, build_id)
+                    continue
+                if _never_picked_up(err):
+                    return _failed(build_id, "no worker host picked the build up"), None
+                return _failed(build_id, _reason(err)), host
+            return self._result_outcome(build_id, result), None
+        raise AssertionError("unreachable: the last move returns")
+
+    @staticmethod
+    def _result_outcome(build_id: int, result: RunResult) -> BuildOutcome:
+        if result.timed_out:
+            return _failed(build_id, "the build timed out and was stopped")
+        status = BuildStatus.PASSED if result.exit_code == 0 else BuildStatus.FAILED
+        return BuildOutcome(build_id, status.value, exit_code=result.exit_code)
 
     async def _execute_on(self, host: str, build_id: int) -> RunResult:
         return await workflow.execute_activity_method(
@@ -108,9 +148,11 @@ class BuildWorkflow:
             BuildJob(build_id),
             task_queue=host,
             schedule_to_start_timeout=HOST_PICKUP_TIMEOUT,
-            start_to_close_timeout=BUILD_TIMEOUT,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=INFRA_RETRY,
+            # On cancel, wait until the container is stopped before recording `canceled`.
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
 
     async def _cleanup_on(self, host: str, build_id: int) -> None:
@@ -127,7 +169,14 @@ class BuildWorkflow:
         except ActivityError:
             workflow.logger.warning("cleanup of build %s on %s failed", build_id, host)
 
-
-def _never_picked_up(error: ActivityError) -> bool:
-    cause = error.cause
-    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
+    async def _finish(self, outcome: BuildOutcome) -> None:
+        waiting = await workflow.execute_local_activity_method(
+            RecordActivities.finish_build, outcome, start_to_close_timeout=LOCAL_TIMEOUT
+        )
+        for other in waiting:
+            try:
+                await workflow.get_external_workflow_handle(workflow_id(other)).signal(
+                    SLOT_FREED_SIGNAL
+                )
+            except Exception:  # that build's workflow is gone; its own recheck covers it
+                workflow.logger.info("could not wake build %s", other)

@@ -12,7 +12,7 @@ from api.deps import CurrentUserId, SessionDep, SessionsDep, SettingsDep, Tempor
 from api.queueing import queue_builds
 from kiln.logs import read_log
 from kiln.models import Build
-from kiln.records import build_record, project_summary
+from kiln.records import build_record, project_summary, queue_positions
 
 router = APIRouter(prefix="/api/build", tags=["builds"])
 
@@ -55,7 +55,8 @@ async def rebuild(
 @router.get("/{build_id}")
 def get_build(build_id: str, user_id: CurrentUserId, session: SessionDep) -> dict[str, Any]:
     build = owned_build(session, parse_id(build_id, "buildId"), user_id)
-    record = build_record(build) | {"project": project_summary(build.project)}
+    positions = queue_positions(session, [build.project_id])
+    record = build_record(build, positions) | {"project": project_summary(build.project)}
     return {"message": "Build fetched", "build": record}
 
 

@@ -17,7 +17,7 @@ from api.repos import RepoRefused, check_repo_url
 from api.schemas import ProjectIn
 from kiln.git import GitError, redact, resolve_branch
 from kiln.models import Build, BuildStatus, Project
-from kiln.records import project_record
+from kiln.records import project_record, queue_positions
 from workflows.build import workflow_id
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,17 @@ def list_projects(user_id: CurrentUserId, session: SessionDep) -> dict[str, Any]
         .options(selectinload(Project.builds))
         .order_by(Project.id)
     ).all()
-    records = [project_record(project, with_builds=True) for project in projects]
+    positions = queue_positions(session, [project.id for project in projects])
+    records = [project_record(p, positions=positions, with_builds=True) for p in projects]
     return {"message": "Projects fetched", "projects": records}
 
 
 @router.get("/projects/{project_id}")
 def get_project(project_id: str, user_id: CurrentUserId, session: SessionDep) -> dict[str, Any]:
     project = owned_project(session, parse_id(project_id, "projectId"), user_id)
-    return {"message": "Project fetched", "project": project_record(project, with_builds=True)}
+    positions = queue_positions(session, [project.id])
+    record = project_record(project, positions=positions, with_builds=True)
+    return {"message": "Project fetched", "project": record}
 
 
 @router.delete("/projects/{project_id}")

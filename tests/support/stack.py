@@ -22,7 +22,7 @@ from api.main import create_app
 from kiln.db import SessionFactory, make_engine, make_session_factory
 from kiln.settings import Settings
 from tests.support.git_server import GitServer
-from worker import build_workers
+from worker import HOST_ACTIVITY_SLOTS, LOCAL_ACTIVITY_SLOTS, build_workers
 
 T = TypeVar("T")
 
@@ -151,7 +151,7 @@ async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> bool | N
 @asynccontextmanager
 async def running_worker(settings: Settings) -> AsyncIterator[None]:
     client = await Client.connect(settings.temporal_address)
-    with ThreadPoolExecutor(max_workers=16) as executor:
+    with ThreadPoolExecutor(max_workers=LOCAL_ACTIVITY_SLOTS + HOST_ACTIVITY_SLOTS) as executor:
         workers = build_workers(client, settings, executor)
         tasks = [asyncio.create_task(worker.run()) for worker in workers]
         try:
