@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
 from api import errors
-from api.routes import auth, builds, projects
+from api.routes import auth, builds, projects, webhooks
 from api.sockets import create_socket_server
 from kiln.db import make_engine, make_session_factory
 from kiln.events import DatabaseManager
@@ -72,6 +72,6 @@ def create_app(settings: Settings | None = None) -> Any:
             allow_headers=["*"],
         )
     errors.install(app)
-    for router in (auth.router, projects.router, builds.router):
+    for router in (auth.router, projects.router, builds.router, webhooks.router):
         app.include_router(router)
     return socketio.ASGIApp(sio, other_asgi_app=app)

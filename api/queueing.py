@@ -13,13 +13,14 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from kiln.db import SessionFactory
 from kiln.events import announce
 from kiln.logs import append_log
 from kiln.models import Build, BuildStatus, utcnow
 from kiln.records import build_record, queue_positions
-from workflows.build import BuildInput, BuildWorkflow, workflow_id
+from workflows.build import SLOT_FREED_SIGNAL, BuildInput, BuildWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,15 @@ async def start_build_workflow(
         raise HTTPException(
             503, "Build could not be queued: the workflow service is unavailable"
         ) from None
+
+
+async def wake_waiting_builds(temporal: Client, build_ids: list[int]) -> None:
+    """Tell waiting builds to look for a free slot now rather than at their next recheck."""
+    for build_id in build_ids:
+        try:
+            await temporal.get_workflow_handle(workflow_id(build_id)).signal(SLOT_FREED_SIGNAL)
+        except RPCError as exc:  # finished meanwhile, or never started
+            log.info("could not wake build %s: %s", build_id, exc)
 
 
 def _fail_unqueued(sessions: SessionFactory, build_id: int) -> None:

@@ -11,6 +11,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # Messages by which git says the thing asked for does not exist or is not ours to read.
 _PERMANENT = re.compile(
@@ -34,6 +35,18 @@ class GitError(Exception):
 def redact(text: str) -> str:
     """Remove credentials embedded in URLs, so tokens never reach logs or error messages."""
     return _USERINFO.sub(r"\1***@", text)
+
+
+def repo_key(url: str) -> str:
+    """A repository URL reduced to what identifies it: no credentials, host in lower case, no
+    trailing slash or `.git`. GitHub's `clone_url` and `html_url` both map to the same key."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    path = parts.path.rstrip("/")
+    path = path.removesuffix(".git").rstrip("/")
+    return f"{parts.scheme.lower()}://{host}{path}"
 
 
 def _git(args: list[str], *, cwd: Path | None = None, timeout: float) -> str:

@@ -80,6 +80,8 @@ class Project(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     repo_url: Mapped[str] = mapped_column(String(2000))
+    # repo_url normalised (kiln.git.repo_key): how push deliveries find their projects.
+    repo_key: Mapped[str] = mapped_column(String(2000), index=True, default="")
     branch: Mapped[str] = mapped_column(String(255))
     image: Mapped[str] = mapped_column(String(500))
     build_command: Mapped[str] = mapped_column(Text)

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     build_pids_limit: int = Field(default=512, gt=0)
     log_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     git_timeout_seconds: float = Field(default=120, gt=0)
+    # GitHub caps webhook payloads at 25 MB; anything larger is not from GitHub.
+    webhook_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     cors_origins: list[str] = []
 
     @field_validator("jwt_secret")

@@ -6,13 +6,18 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.access import owned_build
 from api.deps import CurrentUserId, SessionDep, SessionsDep, SettingsDep, TemporalDep, parse_id
 from api.queueing import queue_builds
+from kiln.db import SessionFactory
+from kiln.events import announce
 from kiln.logs import read_log
-from kiln.models import Build
+from kiln.models import Build, BuildStatus, utcnow
 from kiln.records import build_record, project_summary, queue_positions
+from workflows.build import workflow_id
 
 router = APIRouter(prefix="/api/build", tags=["builds"])
 
@@ -50,6 +55,43 @@ async def rebuild(
         sessions, temporal, settings.task_queue, insert, "Failed to insert the new build record"
     )
     return {"message": "Build re-queued", "build": builds[0]}
+
+
+@router.post("/{build_id}/cancel", status_code=202)
+async def cancel(
+    build_id: str, user_id: CurrentUserId, sessions: SessionsDep, temporal: TemporalDep
+) -> dict[str, Any]:
+    """Stop a queued or running build; it ends `canceled` once its container is gone."""
+    bid = parse_id(build_id, "buildId")
+
+    def check() -> dict[str, Any]:
+        with sessions() as session:
+            build = owned_build(session, bid, user_id)
+            if BuildStatus(build.status).is_final:
+                raise HTTPException(409, f"Build already finished ({build.status})")
+            return build_record(build, queue_positions(session, [build.project_id]))
+
+    record = await run_in_threadpool(check)
+    try:
+        await temporal.get_workflow_handle(workflow_id(bid)).cancel()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise HTTPException(503, "Cancel failed: the workflow service is unavailable") from None
+        # No workflow (it never started): nothing runs, so settle the record here.
+        record = await run_in_threadpool(settle_canceled, sessions, bid)
+    return {"message": "Build cancel requested", "build": record}
+
+
+def settle_canceled(sessions: SessionFactory, build_id: int) -> dict[str, Any]:
+    with sessions.begin() as session:
+        build = session.get(Build, build_id)
+        if build is None:
+            raise HTTPException(404, "Build not found")
+        if not BuildStatus(build.status).is_final:
+            build.status = BuildStatus.CANCELED
+            build.finished_at = utcnow()
+            announce(session, build)
+        return build_record(build)
 
 
 @router.get("/{build_id}")

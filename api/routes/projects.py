@@ -12,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.access import owned_project
 from api.deps import CurrentUserId, SessionDep, SessionsDep, SettingsDep, TemporalDep, parse_id
-from api.queueing import queue_builds
+from api.queueing import queue_builds, wake_waiting_builds
 from api.repos import RepoRefused, check_repo_url
-from api.schemas import ProjectIn
-from kiln.git import GitError, redact, resolve_branch
+from api.schemas import ProjectIn, ProjectPatch
+from kiln.git import GitError, redact, repo_key, resolve_branch
 from kiln.models import Build, BuildStatus, Project
 from kiln.records import project_record, queue_positions
 from workflows.build import workflow_id
@@ -54,6 +54,9 @@ async def create_project(
             branch=body.branch,
             image=body.image,
             build_command=body.buildCommand,
+            timeout_seconds=body.timeoutSeconds,
+            max_concurrent_builds=body.maxConcurrentBuilds,
+            repo_key=repo_key(body.repoUrl),
         )
         build = Build(project=project, branch=body.branch, commit_hash=head)
         session.add_all([project, build])
@@ -86,6 +89,46 @@ def get_project(project_id: str, user_id: CurrentUserId, session: SessionDep) ->
     positions = queue_positions(session, [project.id])
     record = project_record(project, positions=positions, with_builds=True)
     return {"message": "Project fetched", "project": record}
+
+
+# API field → model attribute, for the settings PATCH may change.
+PATCHABLE = {
+    "name": "name",
+    "image": "image",
+    "buildCommand": "build_command",
+    "timeoutSeconds": "timeout_seconds",
+    "maxConcurrentBuilds": "max_concurrent_builds",
+}
+
+
+@router.patch("/projects/{project_id}")
+async def update_project(
+    project_id: str,
+    body: ProjectPatch,
+    user_id: CurrentUserId,
+    sessions: SessionsDep,
+    temporal: TemporalDep,
+) -> dict[str, Any]:
+    """Change settings; they apply to builds that start from now on."""
+    pid = parse_id(project_id, "projectId")
+    changes = body.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        if value is None:
+            raise HTTPException(400, f"{field} may not be null")
+
+    def update() -> tuple[dict[str, Any], list[int]]:
+        with sessions.begin() as session:
+            project = owned_project(session, pid, user_id)
+            for field, value in changes.items():
+                setattr(project, PATCHABLE[field], value)
+            positions = queue_positions(session, [project.id])
+            waiting = [build.id for build in project.builds if build.id in positions]
+            return project_record(project, positions=positions, with_builds=True), waiting
+
+    record, waiting = await run_in_threadpool(update)
+    if "maxConcurrentBuilds" in changes:
+        await wake_waiting_builds(temporal, waiting)  # more slots may be free now
+    return {"message": "Project updated", "project": record}
 
 
 @router.delete("/projects/{project_id}")

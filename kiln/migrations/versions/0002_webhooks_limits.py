@@ -1,4 +1,4 @@
-"""webhook secrets, build timeouts, per-project concurrency, webhook deliveries
+"""webhook secrets and repo keys, build timeouts, per-project concurrency, deliveries
 
 Revision ID: 0002
 Revises: 0001
@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from kiln.git import repo_key
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -20,6 +22,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("projects") as batch:
         batch.add_column(sa.Column("webhook_secret", sa.String(100), nullable=True))
+        batch.add_column(sa.Column("repo_key", sa.String(2000), nullable=False, server_default=""))
+        batch.create_index("ix_projects_repo_key", ["repo_key"])
         batch.add_column(
             sa.Column("timeout_seconds", sa.Integer(), nullable=False, server_default="3600")
         )
@@ -27,13 +31,19 @@ def upgrade() -> None:
             sa.Column("max_concurrent_builds", sa.Integer(), nullable=False, server_default="1")
         )
     # Existing projects each get a secret of their own.
-    projects = sa.table("projects", sa.column("id", sa.Integer), sa.column("webhook_secret"))
+    projects = sa.table(
+        "projects",
+        sa.column("id", sa.Integer),
+        sa.column("repo_url"),
+        sa.column("repo_key"),
+        sa.column("webhook_secret"),
+    )
     connection = op.get_bind()
-    for (project_id,) in connection.execute(sa.select(projects.c.id)):
+    for project_id, repo_url in connection.execute(sa.select(projects.c.id, projects.c.repo_url)):
         connection.execute(
             projects.update()
             .where(projects.c.id == project_id)
-            .values(webhook_secret=secrets.token_hex(32))
+            .values(webhook_secret=secrets.token_hex(32), repo_key=repo_key(repo_url))
         )
     with op.batch_alter_table("projects") as batch:
         batch.alter_column("webhook_secret", existing_type=sa.String(100), nullable=False)
@@ -51,6 +61,8 @@ def downgrade() -> None:
         batch.drop_index("ix_builds_project_status")
     op.drop_table("webhook_deliveries")
     with op.batch_alter_table("projects") as batch:
+        batch.drop_index("ix_projects_repo_key")
+        batch.drop_column("repo_key")
         batch.drop_column("max_concurrent_builds")
         batch.drop_column("timeout_seconds")
         batch.drop_column("webhook_secret")
