@@ -2,7 +2,8 @@
 
 Two Temporal workers share one process: one on the shared queue (workflows and their local
 activities) and one on `<queue>-host-<KILN_WORKER_ID>` (clone, run, cleanup), so every step of a
-build that touches the disk or Docker happens on the same host.
+build that touches the disk or Docker happens on the same host. Beside them, a maintenance loop
+sweeps this host's leftovers and settles builds whose workflow ended without a word.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import docker
 from temporalio.client import Client
@@ -19,7 +21,9 @@ from activities.build import BuildActivities
 from activities.containers import Containers
 from activities.hosts import HostActivities
 from activities.records import RecordActivities
-from kiln.db import make_engine, make_session_factory
+from activities.sweep import sweep_host
+from kiln.db import SessionFactory, make_engine, make_session_factory
+from kiln.reconcile import reconcile_once
 from kiln.settings import Settings, get_settings
 from workflows.build import BuildWorkflow
 
@@ -28,15 +32,44 @@ LOCAL_ACTIVITY_SLOTS = 16
 HOST_ACTIVITY_SLOTS = 48
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+@dataclass
+class WorkerProcess:
+    """Everything one worker process runs."""
+
+    workers: list[Worker]
+    sessions: SessionFactory
+    containers: Containers
+    settings: Settings
+    client: Client
+
+    async def maintain(self) -> None:
+        """Sweep now, then sweep and reconcile every `KILN_RECONCILE_SECONDS`."""
+        while True:
+            try:
+                await asyncio.to_thread(
+                    sweep_host, self.sessions, self.containers, self.settings.workspace_dir
+                )
+                await reconcile_once(self.sessions, self.client)
+            except Exception:  # a database or Docker hiccup: the next round tries again
+                log.exception("maintenance round failed")
+            await asyncio.sleep(self.settings.reconcile_seconds)
+
+    async def run(self) -> None:
+        maintenance = asyncio.create_task(self.maintain())
+        try:
+            await asyncio.gather(*(worker.run() for worker in self.workers))
+        finally:
+            maintenance.cancel()
 
 
-def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> list[Worker]:
+def build_worker_process(
+    client: Client, settings: Settings, executor: ThreadPoolExecutor
+) -> WorkerProcess:
     sessions = make_session_factory(make_engine(settings.database_url))
+    containers = Containers(docker.from_env(), settings)
     records = RecordActivities(sessions)
     hosts = HostActivities(settings.host_queue)
-    builds = BuildActivities(sessions, Containers(docker.from_env(), settings), settings)
+    builds = BuildActivities(sessions, containers, settings)
     settings.workspace_dir.mkdir(parents=True, exist_ok=True)
     shared = Worker(
         client,
@@ -55,21 +88,17 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
         # a host that does not poll would look dead and its builds would be moved.
         max_concurrent_activities=HOST_ACTIVITY_SLOTS,
     )
-    return [shared, host]
+    return WorkerProcess([shared, host], sessions, containers, settings, client)
 
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
-    client = await connect(settings)
+    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     with ThreadPoolExecutor(max_workers=LOCAL_ACTIVITY_SLOTS + HOST_ACTIVITY_SLOTS) as executor:
-        workers = build_workers(client, settings, executor)
-        log.info(
-            "worker %s polling %s and %s",
-            settings.worker_id,
-            settings.task_queue,
-            settings.host_queue,
-        )
-        await asyncio.gather(*(worker.run() for worker in workers))
+        process = build_worker_process(client, settings, executor)
+        log.info("worker %s polling %s and %s", settings.worker_id, settings.task_queue,
+                 settings.host_queue)  # fmt: skip
+        await process.run()
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from kiln.settings import Settings
 
 LABEL_BUILD = "kiln.build"
 LABEL_MANAGED = "kiln.managed"
+LABEL_WORKER = "kiln.worker"
 WORKDIR = "/workspace"
 
 
@@ -83,7 +84,11 @@ class Containers:
             "image": spec.image,
             "command": ["sh", "-c", spec.command],
             "name": container_name(spec.build_id),
-            "labels": {LABEL_MANAGED: "true", LABEL_BUILD: str(spec.build_id)},
+            "labels": {
+                LABEL_MANAGED: "true",
+                LABEL_BUILD: str(spec.build_id),
+                LABEL_WORKER: s.worker_id,
+            },
             "working_dir": WORKDIR,
             "environment": {"CI": "true", "KILN_BUILD_ID": str(spec.build_id), "HOME": "/tmp"},
             # The sandbox: only its own workspace from the host, no privileges, bounded
@@ -128,6 +133,14 @@ class Containers:
             container.stop(timeout=grace_seconds)
         except NotFound:
             pass
+
+    def of_this_host(self) -> dict[int, Any]:
+        """This worker's build containers, running or not, by build id."""
+        labels = [f"{LABEL_MANAGED}=true", f"{LABEL_WORKER}={self._settings.worker_id}"]
+        found = self._client.containers.list(all=True, filters={"label": labels})
+        return {
+            int(c.labels[LABEL_BUILD]): c for c in found if c.labels.get(LABEL_BUILD, "").isdigit()
+        }
 
     def remove(self, build_id: int) -> None:
         """Remove every container of the build, running or not; safe to call twice."""

@@ -20,6 +20,7 @@ from kiln.events import announce
 from kiln.logs import append_log
 from kiln.models import Build, BuildStatus, utcnow
 from kiln.records import build_record, queue_positions
+from kiln.settings import Settings
 from workflows.build import SLOT_FREED_SIGNAL, BuildInput, BuildWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ Inserter = Callable[[Session], tuple[list[Build], dict[str, Any]]]
 async def queue_builds(
     sessions: SessionFactory,
     temporal: Client,
-    task_queue: str,
+    settings: Settings,
     insert: Inserter,
     failure_message: str,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -52,19 +53,19 @@ async def queue_builds(
 
     records, extra = await run_in_threadpool(write)
     for record in records:
-        await start_build_workflow(sessions, temporal, task_queue, record["id"])
+        await start_build_workflow(sessions, temporal, settings, record["id"])
     return records, extra
 
 
 async def start_build_workflow(
-    sessions: SessionFactory, temporal: Client, task_queue: str, build_id: int
+    sessions: SessionFactory, temporal: Client, settings: Settings, build_id: int
 ) -> None:
     try:
         await temporal.start_workflow(
             BuildWorkflow.run,
-            BuildInput(build_id),
+            BuildInput(build_id, host_pickup_seconds=settings.host_pickup_seconds),
             id=workflow_id(build_id),
-            task_queue=task_queue,
+            task_queue=settings.task_queue,
         )
     except WorkflowAlreadyStartedError:
         pass  # the id is the build's: a repeated start is the same build

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     # A stable id names this worker's host queue, so a restarted worker takes its own work back.
     worker_id: str = Field(default_factory=socket.gethostname)
     max_builds_per_host: int = Field(default=4, gt=0)
+    # How long a chosen host may take to pick a build up before another host is chosen.
+    host_pickup_seconds: float = Field(default=30, gt=0)
+    # How often each worker sweeps its leftovers and settles builds whose workflow is gone.
+    reconcile_seconds: float = Field(default=30, gt=0)
     image_pull: Literal["missing", "never"] = "missing"
     build_memory_mb: int = Field(default=2048, gt=0)
     build_cpus: float = Field(default=1.0, gt=0)

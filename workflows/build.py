@@ -29,10 +29,9 @@ LOCAL_TIMEOUT = timedelta(seconds=30)
 # A waiting build looks again this often even without a signal (a signal may be lost when the
 # finishing workflow's worker dies between its status write and the signal).
 SLOT_RECHECK = timedelta(seconds=30)
-# How long a chosen host may take to pick the build up before another host is chosen.
-HOST_PICKUP_TIMEOUT = timedelta(seconds=30)
 MAX_HOST_MOVES = 3
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+CLEANUP_PICKUP_TIMEOUT = timedelta(seconds=30)
 # The run activity enforces the project's own timeout; this only bounds a runaway activity.
 ACTIVITY_TIMEOUT = timedelta(hours=25)
 # Infrastructure trouble (clone failing, Docker unreachable) is retried; a failing build
@@ -50,6 +49,8 @@ SLOT_FREED_SIGNAL = "slot_freed"
 @dataclass(frozen=True)
 class BuildInput:
     build_id: int
+    # How long a chosen host may take to pick the build up before another host is chosen.
+    host_pickup_seconds: float = 30.0
 
 
 def workflow_id(build_id: int) -> str:
@@ -92,7 +93,8 @@ class BuildWorkflow:
         try:
             if not await self._wait_for_slot(build_id):
                 return BuildOutcome(build_id, status="skipped")
-            outcome, host = await self._run_on_a_host(build_id)
+            pickup = timedelta(seconds=request.host_pickup_seconds)
+            outcome, host = await self._run_on_a_host(build_id, pickup)
         except asyncio.CancelledError:
             outcome = BuildOutcome(build_id, BuildStatus.CANCELED.value, reason="build canceled")
             raise
@@ -117,14 +119,16 @@ class BuildWorkflow:
             except TimeoutError:  # no signal came: look again anyway
                 pass
 
-    async def _run_on_a_host(self, build_id: int) -> tuple[BuildOutcome, str | None]:
+    async def _run_on_a_host(
+        self, build_id: int, pickup: timedelta
+    ) -> tuple[BuildOutcome, str | None]:
         """The outcome, and the host still to clean up (None when the activity did it)."""
         for move in range(MAX_HOST_MOVES + 1):
             host = await workflow.execute_local_activity_method(
                 HostActivities.pick_host, start_to_close_timeout=LOCAL_TIMEOUT
             )
             try:
-                result = await self._execute_on(host, build_id)
+                result = await self._execute_on(host, build_id, pickup)
             except ActivityError as err:
                 if _never_picked_up(err) and move < MAX_HOST_MOVES:
                     workflow.logger.warning("host %s did not pick up build %s", host, build_id)
@@ -142,12 +146,12 @@ class BuildWorkflow:
         status = BuildStatus.PASSED if result.exit_code == 0 else BuildStatus.FAILED
         return BuildOutcome(build_id, status.value, exit_code=result.exit_code)
 
-    async def _execute_on(self, host: str, build_id: int) -> RunResult:
+    async def _execute_on(self, host: str, build_id: int, pickup: timedelta) -> RunResult:
         return await workflow.execute_activity_method(
             BuildActivities.execute_build,
             BuildJob(build_id),
             task_queue=host,
-            schedule_to_start_timeout=HOST_PICKUP_TIMEOUT,
+            schedule_to_start_timeout=pickup,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=INFRA_RETRY,
@@ -162,7 +166,7 @@ class BuildWorkflow:
                 BuildActivities.cleanup_build,
                 BuildJob(build_id),
                 task_queue=host,
-                schedule_to_start_timeout=HOST_PICKUP_TIMEOUT,
+                schedule_to_start_timeout=CLEANUP_PICKUP_TIMEOUT,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )

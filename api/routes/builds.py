@@ -52,7 +52,7 @@ async def rebuild(
         return [copy], {}
 
     builds, _ = await queue_builds(
-        sessions, temporal, settings.task_queue, insert, "Failed to insert the new build record"
+        sessions, temporal, settings, insert, "Failed to insert the new build record"
     )
     return {"message": "Build re-queued", "build": builds[0]}
 

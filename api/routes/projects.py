@@ -64,7 +64,7 @@ async def create_project(
         return [build], project_record(project)
 
     builds, project = await queue_builds(
-        sessions, temporal, settings.task_queue, insert, "Failed to create the project"
+        sessions, temporal, settings, insert, "Failed to create the project"
     )
     log.info("project %s created from %s", project["id"], redact(body.repoUrl))
     return {"message": "Project created", "project": project, "build": builds[0]}

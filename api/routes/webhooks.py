@@ -138,7 +138,7 @@ async def github(
 
     try:
         records, _ = await queue_builds(
-            sessions, temporal, settings.task_queue, insert, "Failed to insert the build records"
+            sessions, temporal, settings, insert, "Failed to insert the build records"
         )
     except DuplicateDelivery:
         return _accepted({"message": "Delivery already processed", "builds": []})

@@ -22,7 +22,7 @@ from api.main import create_app
 from kiln.db import SessionFactory, make_engine, make_session_factory
 from kiln.settings import Settings
 from tests.support.git_server import GitServer
-from worker import HOST_ACTIVITY_SLOTS, LOCAL_ACTIVITY_SLOTS, build_workers
+from worker import HOST_ACTIVITY_SLOTS, LOCAL_ACTIVITY_SLOTS, build_worker_process
 
 T = TypeVar("T")
 
@@ -152,13 +152,13 @@ async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> bool | N
 async def running_worker(settings: Settings) -> AsyncIterator[None]:
     client = await Client.connect(settings.temporal_address)
     with ThreadPoolExecutor(max_workers=LOCAL_ACTIVITY_SLOTS + HOST_ACTIVITY_SLOTS) as executor:
-        workers = build_workers(client, settings, executor)
-        tasks = [asyncio.create_task(worker.run()) for worker in workers]
+        process = build_worker_process(client, settings, executor)
+        task = asyncio.create_task(process.run())
         try:
             yield
         finally:
-            await asyncio.gather(*(worker.shutdown() for worker in workers))
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(worker.shutdown() for worker in process.workers))
+            await asyncio.gather(task, return_exceptions=True)
 
 
 @asynccontextmanager

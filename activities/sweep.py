@@ -1,0 +1,48 @@
+"""The worker's sweep: remove containers and workspaces this host left behind for builds that
+are finished (or deleted). Runs at start, so a worker that crashed tidies up when it returns,
+and then periodically."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from sqlalchemy import select
+
+from activities.containers import Containers
+from kiln.db import SessionFactory
+from kiln.models import Build, BuildStatus
+
+log = logging.getLogger(__name__)
+_WORKSPACE = re.compile(r"^build-(\d+)$")
+
+
+def _still_active(sessions: SessionFactory, build_ids: set[int]) -> set[int]:
+    if not build_ids:
+        return set()
+    with sessions() as session:
+        query = select(Build.id).where(
+            Build.id.in_(build_ids), Build.status.in_([BuildStatus.QUEUED, BuildStatus.RUNNING])
+        )
+        return set(session.scalars(query))
+
+
+def sweep_host(sessions: SessionFactory, containers: Containers, workspace_dir: Path) -> list[int]:
+    """Remove leftovers of finished builds; returns the build ids tidied up."""
+    found = containers.of_this_host()
+    workspaces = {}
+    if workspace_dir.is_dir():
+        for entry in workspace_dir.iterdir():
+            match = _WORKSPACE.match(entry.name)
+            if match and entry.is_dir():
+                workspaces[int(match.group(1))] = entry
+    active = _still_active(sessions, set(found) | set(workspaces))
+    tidied = sorted((set(found) | set(workspaces)) - active)
+    for build_id in tidied:
+        log.info("sweep: removing leftovers of finished build %s", build_id)
+        containers.remove(build_id)
+        if build_id in workspaces:
+            shutil.rmtree(workspaces[build_id], ignore_errors=True)
+    return tidied
