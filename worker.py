@@ -12,6 +12,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 
 import docker
 from temporalio.client import Client
@@ -23,6 +24,7 @@ from activities.hosts import HostActivities
 from activities.records import RecordActivities
 from activities.sweep import sweep_host
 from kiln.db import SessionFactory, make_engine, make_session_factory
+from kiln.events import prune_outbox
 from kiln.reconcile import reconcile_once
 from kiln.settings import Settings, get_settings
 from workflows.build import BuildWorkflow
@@ -49,7 +51,9 @@ class WorkerProcess:
                 await asyncio.to_thread(
                     sweep_host, self.sessions, self.containers, self.settings.workspace_dir
                 )
-                await reconcile_once(self.sessions, self.client)
+                min_age = timedelta(seconds=self.settings.reconcile_min_age_seconds)
+                await reconcile_once(self.sessions, self.client, min_age)
+                await asyncio.to_thread(prune_outbox, self.sessions)
             except Exception:  # a database or Docker hiccup: the next round tries again
                 log.exception("maintenance round failed")
             await asyncio.sleep(self.settings.reconcile_seconds)

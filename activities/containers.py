@@ -21,6 +21,8 @@ from kiln.settings import Settings
 LABEL_BUILD = "kiln.build"
 LABEL_MANAGED = "kiln.managed"
 LABEL_WORKER = "kiln.worker"
+# Build ids are unique within one Kiln only; its task queue tells Kilns sharing an engine apart.
+LABEL_DEPLOYMENT = "kiln.deployment"
 WORKDIR = "/workspace"
 
 
@@ -46,8 +48,13 @@ def seconds_running(container: Any) -> float:
     return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds())
 
 
-def container_name(build_id: int) -> str:
-    return f"kiln-build-{build_id}"
+def container_name(deployment: str, build_id: int) -> str:
+    return f"kiln-{re.sub(r'[^a-zA-Z0-9_.-]', '_', deployment)}-build-{build_id}"
+
+
+def build_labels(deployment: str, build_id: int) -> list[str]:
+    """Docker label filters that match exactly one Kiln's containers of one build."""
+    return [f"{LABEL_BUILD}={build_id}", f"{LABEL_DEPLOYMENT}={deployment}"]
 
 
 class Containers:
@@ -55,9 +62,12 @@ class Containers:
         self._client = client
         self._settings = settings
 
+    def _name(self, build_id: int) -> str:
+        return container_name(self._settings.task_queue, build_id)
+
     def find(self, build_id: int) -> Any | None:
         try:
-            return self._client.containers.get(container_name(build_id))
+            return self._client.containers.get(self._name(build_id))
         except NotFound:
             return None
 
@@ -71,7 +81,7 @@ class Containers:
             except APIError as exc:
                 if exc.status_code != 409:  # 409: a concurrent attempt just created it
                     raise
-                container = self._client.containers.get(container_name(spec.build_id))
+                container = self._client.containers.get(self._name(spec.build_id))
         if container.status == "created":
             container.start()
             container.reload()
@@ -83,11 +93,12 @@ class Containers:
         return {
             "image": spec.image,
             "command": ["sh", "-c", spec.command],
-            "name": container_name(spec.build_id),
+            "name": self._name(spec.build_id),
             "labels": {
                 LABEL_MANAGED: "true",
                 LABEL_BUILD: str(spec.build_id),
                 LABEL_WORKER: s.worker_id,
+                LABEL_DEPLOYMENT: s.task_queue,
             },
             "working_dir": WORKDIR,
             "environment": {"CI": "true", "KILN_BUILD_ID": str(spec.build_id), "HOME": "/tmp"},
@@ -136,7 +147,11 @@ class Containers:
 
     def of_this_host(self) -> dict[int, Any]:
         """This worker's build containers, running or not, by build id."""
-        labels = [f"{LABEL_MANAGED}=true", f"{LABEL_WORKER}={self._settings.worker_id}"]
+        labels = [
+            f"{LABEL_MANAGED}=true",
+            f"{LABEL_WORKER}={self._settings.worker_id}",
+            f"{LABEL_DEPLOYMENT}={self._settings.task_queue}",
+        ]
         found = self._client.containers.list(all=True, filters={"label": labels})
         return {
             int(c.labels[LABEL_BUILD]): c for c in found if c.labels.get(LABEL_BUILD, "").isdigit()
@@ -145,7 +160,7 @@ class Containers:
     def remove(self, build_id: int) -> None:
         """Remove every container of the build, running or not; safe to call twice."""
         found = self._client.containers.list(
-            all=True, filters={"label": f"{LABEL_BUILD}={build_id}"}
+            all=True, filters={"label": build_labels(self._settings.task_queue, build_id)}
         )
         for container in found:
             try:

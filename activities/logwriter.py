@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+
+from sqlalchemy.exc import OperationalError
 
 from kiln.db import SessionFactory
 from kiln.events import publish
@@ -10,6 +13,7 @@ from kiln.logs import append_log, reset_log
 from kiln.records import user_room
 
 LOG_EVENT = "buildLog"
+log = logging.getLogger(__name__)
 
 
 def _complete_utf8(data: bytes) -> int:
@@ -49,19 +53,31 @@ class LogWriter:
             self._accepted += len(data)
 
     def flush(self, *, final: bool = False) -> None:
+        """Store what has arrived. While the database is unreachable the output stays buffered
+        (the build goes on); only the final flush must succeed."""
         with self._lock:
             cut = len(self._pending) if final else _complete_utf8(self._pending)
             data, self._pending = self._pending[:cut], self._pending[cut:]
             if final and self._truncated:
                 data += f"\n[kiln] log truncated at {self._cap} bytes\n".encode()
                 self._truncated = False
-            if not data:
-                return
-            with self._sessions.begin() as session:
-                end = append_log(session, self._build_id, data)
-                event = {
-                    "buildId": self._build_id,
-                    "offset": end - len(data),
-                    "chunk": data.decode(errors="replace"),
-                }
-                publish(session, LOG_EVENT, event, self._room)
+        if not data:
+            return
+        try:
+            self._store(data)
+        except OperationalError:
+            with self._lock:
+                self._pending = data + self._pending
+            if final:
+                raise
+            log.warning("build %s: output kept in memory, database unreachable", self._build_id)
+
+    def _store(self, data: bytes) -> None:
+        with self._sessions.begin() as session:
+            end = append_log(session, self._build_id, data)
+            event = {
+                "buildId": self._build_id,
+                "offset": end - len(data),
+                "chunk": data.decode(errors="replace"),
+            }
+            publish(session, LOG_EVENT, event, self._room)

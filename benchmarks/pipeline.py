@@ -24,7 +24,7 @@ import docker
 from kiln.git import checkout
 from kiln.migrate import upgrade
 from kiln.temporal_server import start_dev_server
-from tests.conftest import _create_postgres_database, _drop_postgres_database
+from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.git_server import GitServer
 from tests.support.images import ensure_busybox_image
 from tests.support.stack import SocketRecorder, eventually, free_port, running_stack, test_settings
@@ -105,7 +105,7 @@ def main() -> None:
         if args.db == "sqlite":
             db_url = f"sqlite:///{work / 'kiln.db'}"
         else:
-            pg_name, db_url = _create_postgres_database()
+            pg_name, db_url = create_postgres_database()
         try:
             upgrade(db_url)
             print(f"{args.builds} builds, {args.db}, Temporal dev server (SQLite file)")
@@ -114,7 +114,7 @@ def main() -> None:
             server.terminate()
             server.wait()
             if pg_name:
-                _drop_postgres_database(pg_name)
+                drop_postgres_database(pg_name)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,17 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from socketio.async_pubsub_manager import AsyncPubSubManager
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from kiln.db import SessionFactory
-from kiln.models import Build, Project, SocketEvent, utcnow
+from kiln.models import Build, BuildStatus, Project, SocketEvent, utcnow
 from kiln.records import build_record, queue_positions, user_room
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,8 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
         self._sessions = session_factory
         # Set once the listener is subscribed: the API waits for it before serving.
         self.ready = asyncio.Event()
+        self._lost_at: datetime | None = None
+        self._last_outbox_id: int | None = None
 
     async def _publish(self, data: dict[str, Any]) -> None:
         def write() -> None:
@@ -101,11 +103,8 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
         await asyncio.to_thread(write)
 
     async def _listen(self) -> AsyncIterator[dict[str, Any]]:
-        listen = (
-            self._listen_sqlite
-            if make_url(self._url).get_backend_name() == "sqlite"
-            else (self._listen_postgres)
-        )
+        sqlite = make_url(self._url).get_backend_name() == "sqlite"
+        listen = self._listen_sqlite if sqlite else self._listen_postgres
         # Reconnect with a growing delay inside the generator: if _listen itself raised, the
         # base class would call it again at once and spin.
         delay = 0.5
@@ -118,6 +117,7 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
                 raise
             except Exception as exc:  # a dropped connection, a restarting database
                 log.warning("event listener lost its connection (%s); retry in %.1fs", exc, delay)
+                self._lost_at = self._lost_at or utcnow()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
@@ -126,9 +126,14 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             await conn.execute(f"LISTEN {CHANNEL}")
             self.ready.set()
+            if self._lost_at is not None:
+                # NOTIFYs sent while we were away are gone: send the state they described.
+                for missed in await asyncio.to_thread(catch_up, self._sessions, self._lost_at):
+                    yield missed
+                self._lost_at = None
             async for notify in conn.notifies():
-                message = json.loads(notify.payload)
-                if "outbox" in message:
+                message: dict[str, Any] | None = json.loads(notify.payload)
+                if message is not None and "outbox" in message:
                     message = await asyncio.to_thread(self._outbox_row, message["outbox"])
                 if message is not None:
                     yield message
@@ -139,17 +144,15 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
         return json.loads(payload) if payload is not None else None
 
     async def _listen_sqlite(self) -> AsyncIterator[dict[str, Any]]:
-        last_id = await asyncio.to_thread(self._newest_outbox_id)
+        # The outbox keeps events across a lost connection: go on from the last one seen.
+        if self._last_outbox_id is None:
+            self._last_outbox_id = await asyncio.to_thread(self._newest_outbox_id)
         self.ready.set()
-        polls = 0
         while True:
-            rows = await asyncio.to_thread(self._outbox_after, last_id)
+            rows = await asyncio.to_thread(self._outbox_after, self._last_outbox_id)
             for row_id, payload in rows:
-                last_id = row_id
+                self._last_outbox_id = row_id
                 yield json.loads(payload)
-            polls += 1
-            if polls % 1200 == 0:  # about once a minute
-                await asyncio.to_thread(self._prune_outbox)
             if not rows:
                 await asyncio.sleep(POLL_SECONDS)
 
@@ -167,7 +170,33 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
             )
             return [(row_id, payload) for row_id, payload in session.execute(query)]
 
-    def _prune_outbox(self) -> None:
-        with self._sessions.begin() as session:
-            cutoff = utcnow() - OUTBOX_KEEP
-            session.execute(delete(SocketEvent).where(SocketEvent.created_at < cutoff))
+
+def catch_up(sessions: SessionFactory, since: datetime) -> list[dict[str, Any]]:
+    """Status events for builds that may have changed since `since`: every unfinished build and
+    every build finished since then (with a margin for clock skew between hosts)."""
+    margin = since - timedelta(seconds=5)
+    with sessions() as session:
+        query = (
+            select(Build, Project.owner_id)
+            .join(Project, Build.project_id == Project.id)
+            .where(
+                or_(
+                    Build.status.in_([BuildStatus.QUEUED, BuildStatus.RUNNING]),
+                    Build.finished_at >= margin,
+                )
+            )
+            .order_by(Build.id)
+        )
+        rows = session.execute(query).all()
+        positions = queue_positions(session, {build.project_id for build, _ in rows})
+        return [
+            emit_message(STATUS_EVENT, build_record(build, positions), user_room(owner_id))
+            for build, owner_id in rows
+        ]
+
+
+def prune_outbox(sessions: SessionFactory) -> None:
+    """Forget outbox rows every listener has long since read (the worker calls this)."""
+    with sessions.begin() as session:
+        cutoff = utcnow() - OUTBOX_KEEP
+        session.execute(delete(SocketEvent).where(SocketEvent.created_at < cutoff))

@@ -20,8 +20,6 @@ from workflows.build import SLOT_FREED_SIGNAL, workflow_id
 
 log = logging.getLogger(__name__)
 
-# Younger records are left alone: the API inserts the row a moment before it starts the workflow.
-MIN_AGE = timedelta(seconds=60)
 _CLOSED = {
     WorkflowExecutionStatus.FAILED: "the build's workflow failed",
     WorkflowExecutionStatus.TERMINATED: "the build's workflow was terminated",
@@ -59,9 +57,7 @@ async def _outcome(handle: WorkflowHandle[object, object], build_id: int) -> Bui
     return BuildOutcome(build_id, BuildStatus.FAILED, reason=_CLOSED[status])
 
 
-async def reconcile_once(
-    sessions: SessionFactory, client: Client, *, min_age: timedelta = MIN_AGE
-) -> list[int]:
+async def reconcile_once(sessions: SessionFactory, client: Client, min_age: timedelta) -> list[int]:
     """Settle stuck builds; returns their ids."""
     records = RecordActivities(sessions)
     settled = []

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     host_pickup_seconds: float = Field(default=30, gt=0)
     # How often each worker sweeps its leftovers and settles builds whose workflow is gone.
     reconcile_seconds: float = Field(default=30, gt=0)
+    # Records younger than this are left alone: the API inserts a row just before it starts
+    # the workflow.
+    reconcile_min_age_seconds: float = Field(default=60, ge=0)
     image_pull: Literal["missing", "never"] = "missing"
     build_memory_mb: int = Field(default=2048, gt=0)
     build_cpus: float = Field(default=1.0, gt=0)

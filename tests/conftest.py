@@ -5,22 +5,19 @@ No fixture skips: a part that is missing fails the tests that need it."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import docker
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from kiln.migrate import upgrade
 from kiln.temporal_server import start_dev_server
+from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.git_server import GitServer
 from tests.support.images import ensure_busybox_image
 from tests.support.stack import Stack, free_port, running_stack, test_settings
 
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DB_BACKENDS = ["sqlite", "postgres"]
 
 
@@ -55,23 +52,6 @@ def git_server() -> Iterator[GitServer]:
         yield server
 
 
-def _create_postgres_database() -> tuple[str, str]:
-    name = f"kiln_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    return name, url
-
-
-def _drop_postgres_database(name: str) -> None:
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture(scope="module", params=DB_BACKENDS)
 def db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -82,10 +62,10 @@ def db_url(
         upgrade(url)
         yield url
         return
-    name, url = _create_postgres_database()
+    name, url = create_postgres_database()
     upgrade(url)
     yield url
-    _drop_postgres_database(name)
+    drop_postgres_database(name)
 
 
 @pytest.fixture(scope="module")

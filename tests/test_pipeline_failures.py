@@ -12,6 +12,7 @@ import uuid
 
 import docker
 
+from activities.containers import build_labels
 from tests.support.git_server import GitRepo
 from tests.support.stack import Stack, eventually
 
@@ -39,7 +40,8 @@ async def assert_cleaned_up(stack: Stack, client: docker.DockerClient, build_id:
     workspace = stack.settings.workspace_dir / f"build-{build_id}"
 
     async def gone() -> bool | None:
-        containers = client.containers.list(all=True, filters={"label": f"kiln.build={build_id}"})
+        labels = build_labels(stack.settings.task_queue, build_id)
+        containers = client.containers.list(all=True, filters={"label": labels})
         return True if not containers and not workspace.exists() else None
 
     await eventually(gone, timeout=15)
