@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 
 from activities.build import BuildActivities
 from activities.containers import Containers
-from activities.hosts import HostActivities
+from activities.hosts import REFRESH_SECONDS, HostActivities, register_host, unregister_host
 from activities.records import RecordActivities
 from activities.sweep import sweep_host
 from kiln.db import SessionFactory, make_engine, make_session_factory
@@ -58,12 +58,30 @@ class WorkerProcess:
                 log.exception("maintenance round failed")
             await asyncio.sleep(self.settings.reconcile_seconds)
 
+    async def stay_registered(self) -> None:
+        """Keep this host's entry fresh, so builds keep being offered to it."""
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                await asyncio.to_thread(register_host, self.sessions, self.settings)
+            except Exception:  # the database is away: the entry ages, builds go elsewhere
+                log.warning("could not refresh this host's registration", exc_info=True)
+
     async def run(self) -> None:
-        maintenance = asyncio.create_task(self.maintain())
+        await asyncio.to_thread(register_host, self.sessions, self.settings)
+        background = [
+            asyncio.create_task(self.maintain()),
+            asyncio.create_task(self.stay_registered()),
+        ]
         try:
             await asyncio.gather(*(worker.run() for worker in self.workers))
         finally:
-            maintenance.cancel()
+            for task in background:
+                task.cancel()
+            try:
+                await asyncio.to_thread(unregister_host, self.sessions, self.settings.worker_id)
+            except Exception:  # it ages out of the live window anyway
+                log.warning("could not unregister this host", exc_info=True)
 
 
 def build_worker_process(
@@ -72,7 +90,7 @@ def build_worker_process(
     sessions = make_session_factory(make_engine(settings.database_url))
     containers = Containers(docker.from_env(), settings)
     records = RecordActivities(sessions)
-    hosts = HostActivities(settings.host_queue)
+    hosts = HostActivities(sessions, settings)
     builds = BuildActivities(sessions, containers, settings)
     settings.workspace_dir.mkdir(parents=True, exist_ok=True)
     shared = Worker(

@@ -74,19 +74,11 @@ class BuildActivities:
     def _execute(self, job: BuildJob) -> RunResult:
         spec = self._load(job.build_id)
         workspace = self.workspace(job.build_id)
-        try:
-            info = checkout(
-                spec.repo_url,
-                spec.commit_hash,
-                workspace,
-                timeout=self._settings.git_timeout_seconds,
-            )
-        except GitError as exc:
-            if exc.permanent:
-                raise permanent(str(exc)) from None
-            raise ApplicationError(str(exc), type="GitError") from None
-        self._fill_commit_info(job.build_id, info)
-        self._stop_if_cancelled(job.build_id, container=None)
+        # A container from an earlier attempt already has its checkout: follow it. Otherwise
+        # check out afresh (never reuse a workspace a build may have written to).
+        if self._containers.find(job.build_id) is None:
+            self._checkout(job.build_id, spec, workspace)
+            self._stop_if_cancelled(job.build_id, container=None)
         container_spec = ContainerSpec(job.build_id, spec.image, spec.command, workspace)
         try:
             container = self._containers.start(container_spec)
@@ -98,6 +90,16 @@ class BuildActivities:
         result = self._follow(job.build_id, container, writer, spec.timeout_seconds)
         self.cleanup_build(job)
         return result
+
+    def _checkout(self, build_id: int, spec: _Spec, workspace: Path) -> None:
+        timeout = self._settings.git_timeout_seconds
+        try:
+            info = checkout(spec.repo_url, spec.commit_hash, workspace, timeout=timeout)
+        except GitError as exc:
+            if exc.permanent:
+                raise permanent(str(exc)) from None
+            raise ApplicationError(str(exc), type="GitError") from None
+        self._fill_commit_info(build_id, info)
 
     @activity.defn(name="cleanup_build")
     def cleanup_build(self, job: BuildJob) -> None:

@@ -8,6 +8,13 @@ from enum import StrEnum
 
 
 @dataclass(frozen=True)
+class HostRequest:
+    build_id: int
+    # Host queues that already failed to pick this build up.
+    exclude: list[str]
+
+
+@dataclass(frozen=True)
 class BuildJob:
     build_id: int
 

@@ -64,6 +64,6 @@ CurrentUserId = Annotated[int, Depends(get_current_user_id)]
 
 def parse_id(raw: str, name: str) -> int:
     """Ids arrive as path text: anything but a positive whole number is a 400, not a 422."""
-    if not raw.isdigit() or int(raw) <= 0 or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 30 or int(raw) == 0:
         raise HTTPException(400, f"{name} must be a positive integer")
     return int(raw)

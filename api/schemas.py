@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from kiln.models import DEFAULT_TIMEOUT_SECONDS
 
@@ -24,15 +24,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# Passwords are taken as typed: spaces at either end are part of them.
+NewPassword = Annotated[
+    str, StringConstraints(strip_whitespace=False, min_length=8, max_length=200)
+]
+Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=200)]
+
+
 class RegisterIn(Strict):
     email: EmailStr
-    password: str = Field(min_length=8, max_length=200)
+    password: NewPassword
     name: Name
 
 
 class LoginIn(Strict):
     email: str = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=200)
+    password: Password
 
 
 def _plain_image(value: str | None) -> str | None:

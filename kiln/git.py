@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,10 @@ def _git(args: list[str], *, cwd: Path | None = None, timeout: float) -> str:
         "GIT_CONFIG_NOSYSTEM": "1",
         "LC_ALL": "C",
     }
-    command = ["git", "-c", "http.followRedirects=false", "-c", "protocol.version=2", *args]
+    # Defence in depth: no hooks and no file-system monitor command, whatever a repo's config says.
+    safety = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
+    command = ["git", *safety, "-c", "http.followRedirects=false", "-c", "protocol.version=2"]
+    command += args
     try:
         done = subprocess.run(
             command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -87,24 +91,18 @@ class CommitInfo:
 
 
 def checkout(url: str, sha: str, dest: Path, *, timeout: float) -> CommitInfo:
-    """Fetch only `sha` (depth 1) into `dest` and check it out; safe to call again on `dest`."""
+    """Fetch only `sha` (depth 1) into a fresh `dest` and check it out.
+
+    `dest` is emptied first: a workspace that a build container has had mounted may hold hooks
+    or repository config planted by the build, and git must never run those on the host."""
     if not SHA_RE.match(sha):
         raise GitError(f"'{sha}' is not a full commit hash", permanent=True)
-    dest.mkdir(parents=True, exist_ok=True)
-    if (dest / ".git").is_dir() and _head(dest) == sha:
-        return _commit_info(dest, timeout)
-    if not (dest / ".git").is_dir():
-        _git(["init", "-q", "."], cwd=dest, timeout=timeout)
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    _git(["init", "-q", "."], cwd=dest, timeout=timeout)
     _git(["fetch", "-q", "--depth", "1", "--", url, sha], cwd=dest, timeout=timeout)
     _git(["checkout", "-q", "--force", "FETCH_HEAD"], cwd=dest, timeout=timeout)
     return _commit_info(dest, timeout)
-
-
-def _head(dest: Path) -> str | None:
-    try:
-        return _git(["rev-parse", "HEAD"], cwd=dest, timeout=30).strip()
-    except GitError:
-        return None
 
 
 def _commit_info(dest: Path, timeout: float) -> CommitInfo:

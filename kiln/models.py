@@ -115,6 +115,8 @@ class Build(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The worker host chosen to run the build (its KILN_WORKER_ID).
+    host: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     project: Mapped[Project] = relationship(back_populates="builds")
 
@@ -128,6 +130,17 @@ class LogChunk(Base):
     build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"), index=True)
     offset: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class WorkerHost(Base):
+    """A worker host that is (or was) polling its own queue; `seen_at` is its liveness."""
+
+    __tablename__ = "worker_hosts"
+
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    task_queue: Mapped[str] = mapped_column(String(300))
+    capacity: Mapped[int] = mapped_column(Integer)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class WebhookDelivery(Base):

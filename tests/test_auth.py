@@ -223,8 +223,8 @@ async def test_login_with_invalid_input_is_a_bad_request(
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "", "Bearer", "Bearer   ", "Basic dXNlcjpwYXNz", "Token abc"],
-    ids=["no-header", "empty", "bearer-only", "bearer-blank", "basic-scheme", "other-scheme"],
+    [None, "", "Bearer", "Basic dXNlcjpwYXNz", "Token abc"],
+    ids=["no-header", "empty", "bearer-only", "basic-scheme", "other-scheme"],
 )
 async def test_a_request_without_a_bearer_token_is_unauthorized(
     stack: Stack, authorization: str | None
@@ -232,6 +232,16 @@ async def test_a_request_without_a_bearer_token_is_unauthorized(
     headers = {} if authorization is None else {"Authorization": authorization}
 
     response = await stack.http.get(PROJECTS, headers=headers)
+
+    assert_error(response, 401)
+
+
+async def test_a_valid_token_sent_without_the_bearer_scheme_is_unauthorized(
+    stack: Stack,
+) -> None:
+    user = await stack.register()
+
+    response = await stack.http.get(PROJECTS, headers={"Authorization": user.token})
 
     assert_error(response, 401)
 

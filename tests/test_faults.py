@@ -204,7 +204,8 @@ async def test_a_dead_host_loses_its_build_to_another_host(cluster: Cluster) -> 
     build_id = created["build"]["id"]
     await cluster.wait_running_container(build_id)
     queues = await activity_queues(cluster.temporal, build_id)
-    doomed = next(q for kind, q in queues if kind == "execute_build").rsplit("-host-", 1)[1]
+    first_queue = next(q for kind, q in queues if kind == "execute_build")
+    doomed = first_queue.removeprefix(f"{cluster.settings.task_queue}-host-")
     survivor = "host-b" if doomed == "host-a" else "host-a"
 
     cluster.workers[doomed].kill()  # for good

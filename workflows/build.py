@@ -22,7 +22,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.build import BuildActivities
     from activities.hosts import HostActivities
     from activities.records import RecordActivities
-    from activities.types import PERMANENT_ERROR, BuildJob, BuildOutcome, RunResult, SlotClaim
+    from activities.types import (
+        PERMANENT_ERROR,
+        BuildJob,
+        BuildOutcome,
+        HostRequest,
+        RunResult,
+        SlotClaim,
+    )
     from kiln.models import BuildStatus
 
 LOCAL_TIMEOUT = timedelta(seconds=30)
@@ -123,15 +130,19 @@ class BuildWorkflow:
         self, build_id: int, pickup: timedelta
     ) -> tuple[BuildOutcome, str | None]:
         """The outcome, and the host still to clean up (None when the activity did it)."""
+        unresponsive: list[str] = []
         for move in range(MAX_HOST_MOVES + 1):
             host = await workflow.execute_local_activity_method(
-                HostActivities.pick_host, start_to_close_timeout=LOCAL_TIMEOUT
+                HostActivities.pick_host,
+                HostRequest(build_id, exclude=unresponsive),
+                start_to_close_timeout=LOCAL_TIMEOUT,
             )
             try:
                 result = await self._execute_on(host, build_id, pickup)
             except ActivityError as err:
                 if _never_picked_up(err) and move < MAX_HOST_MOVES:
                     workflow.logger.warning("host %s did not pick up build %s", host, build_id)
+                    unresponsive.append(host)
                     continue
                 if _never_picked_up(err):
                     return _failed(build_id, "no worker host picked the build up"), None

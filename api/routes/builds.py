@@ -107,7 +107,7 @@ def get_logs(
     build_id: str,
     user_id: CurrentUserId,
     session: SessionDep,
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=2**62),
 ) -> dict[str, Any]:
     """The output so far from byte `offset`; ask again with `nextOffset` for the rest."""
     build = owned_build(session, parse_id(build_id, "buildId"), user_id)
