@@ -27,7 +27,7 @@ from kiln.temporal_server import start_dev_server
 from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.git_server import GitServer
 from tests.support.images import ensure_busybox_image
-from tests.support.stack import SocketRecorder, eventually, free_port, running_stack, test_settings
+from tests.support.stack import SocketRecorder, eventually, free_port, running_stack, stack_settings
 
 
 def summary(name: str, samples_ms: list[float]) -> str:
@@ -58,7 +58,7 @@ async def measure(builds: int, db_url: str, temporal: str, work: Path) -> None:
             lambda: client.containers.run(image, ["true"], network_mode="none", remove=True),
             builds,
         )
-        settings = test_settings(db_url, temporal, work / "ws")
+        settings = stack_settings(db_url, temporal, work / "ws")
         async with running_stack(settings, git, image) as stack:
             user = await stack.register()
             recorder = SocketRecorder()

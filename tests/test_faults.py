@@ -39,7 +39,7 @@ from tests.support.faults import (
 )
 from tests.support.git_server import GitServer
 from tests.support.processes import KilnProcess, api_process, worker_process
-from tests.support.stack import SocketRecorder, Stack, User, eventually, free_port, test_settings
+from tests.support.stack import SocketRecorder, Stack, User, eventually, free_port, stack_settings
 
 FINAL = ("passed", "failed", "canceled")
 
@@ -116,7 +116,7 @@ async def cluster(
     docker_client: docker.DockerClient,
     tmp_path: Path,
 ) -> AsyncIterator[Cluster]:
-    settings = test_settings(pg_url, temporal.address, tmp_path / "unused").model_copy(
+    settings = stack_settings(pg_url, temporal.address, tmp_path / "unused").model_copy(
         update={"host_pickup_seconds": 3, "reconcile_seconds": 1, "reconcile_min_age_seconds": 2}
     )
     port = free_port()

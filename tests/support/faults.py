@@ -95,16 +95,11 @@ def restart_dockerd(timeout: float = 60) -> None:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    wait_for_port_or_socket(deadline)
-
-
-def wait_for_port_or_socket(deadline: float) -> None:
-    client = docker.from_env()
     while True:
         try:
-            client.ping()
+            docker.from_env().ping()
             return
-        except Exception:
+        except docker.errors.DockerException:
             assert time.monotonic() < deadline, "dockerd did not come back"
             time.sleep(0.2)
 

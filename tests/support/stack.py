@@ -48,7 +48,7 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-def test_settings(
+def stack_settings(
     db_url: str, temporal_address: str, workspace: Path, *, worker_id: str = "host-a"
 ) -> Settings:
     return Settings(
