@@ -16,7 +16,11 @@ class RepoRefused(ValueError):
 
 
 def check_repo_url(url: str, *, allow_local: bool) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise RepoRefused("repoUrl is not a valid URL") from None
     if parts.scheme not in ("http", "https"):
         raise RepoRefused("repoUrl must be an http:// or https:// URL")
     if not parts.hostname:
@@ -24,7 +28,7 @@ def check_repo_url(url: str, *, allow_local: bool) -> None:
     if allow_local:
         return
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or None, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(parts.hostname, port or None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
         raise RepoRefused(f"repoUrl host '{parts.hostname}' could not be resolved") from None
     for info in infos:

@@ -40,11 +40,13 @@ def redact(text: str) -> str:
 
 def repo_key(url: str) -> str:
     """A repository URL reduced to what identifies it: no credentials, host in lower case, no
-    trailing slash or `.git`. GitHub's `clone_url` and `html_url` both map to the same key."""
+    trailing slash or `.git`. GitHub's `clone_url` and `html_url` both map to the same key.
+    Raises ValueError for a URL that does not parse (a bad port, an unclosed bracket)."""
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").lower()
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    port = parts.port  # raises ValueError when not a valid port
+    if port:
+        host = f"{host}:{port}"
     path = parts.path.rstrip("/")
     path = path.removesuffix(".git").rstrip("/")
     return f"{parts.scheme.lower()}://{host}{path}"

@@ -207,6 +207,21 @@ async def test_create_project_with_an_unknown_branch_is_a_bad_request_naming_it(
 
 
 @pytest.mark.parametrize(
+    "repo_url", ["http://127.0.0.1:notaport/app.git", "http://[::1/app.git", "https://h:99999/a"]
+)
+async def test_create_project_with_a_url_that_does_not_parse_is_a_bad_request(
+    stack: Stack, repo_url: str
+) -> None:
+    user = await stack.register()
+    body = {"name": "x", "repoUrl": repo_url, "buildCommand": "true"}
+
+    response = await stack.http.post(PROJECTS, json=body, headers=user.headers)
+
+    assert "not a valid URL" in assert_error(response, 400)
+    assert await list_projects(stack, user) == []
+
+
+@pytest.mark.parametrize(
     "repo_url",
     [
         "file:///srv/git/app.git",

@@ -15,13 +15,14 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionsDep, SettingsDep, TemporalDep
 from api.queueing import queue_builds
+from kiln.db import SessionFactory
 from kiln.git import SHA_RE, repo_key
 from kiln.models import Build, Project, WebhookDelivery
 
@@ -54,8 +55,19 @@ def _repository_keys(payload: dict[str, Any]) -> set[str]:
     repository = payload.get("repository")
     if not isinstance(repository, dict):
         return set()
-    urls = [repository.get("clone_url"), repository.get("html_url")]
-    return {repo_key(url) for url in urls if isinstance(url, str) and url}
+    keys = set()
+    for url in (repository.get("clone_url"), repository.get("html_url")):
+        if isinstance(url, str) and url:
+            try:
+                keys.add(repo_key(url))
+            except ValueError:  # matches no project
+                pass
+    return keys
+
+
+def _forget_delivery(sessions: SessionFactory, delivery: str) -> None:
+    with sessions.begin() as session:
+        session.execute(delete(WebhookDelivery).where(WebhookDelivery.delivery_id == delivery))
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -142,4 +154,9 @@ async def github(
         )
     except DuplicateDelivery:
         return _accepted({"message": "Delivery already processed", "builds": []})
+    except HTTPException as exc:
+        if exc.status_code == 503 and delivery:
+            # Not queued: forget the delivery, so GitHub's redelivery can try again.
+            await run_in_threadpool(_forget_delivery, sessions, delivery)
+        raise
     return _accepted({"message": "Builds queued", "builds": records})
