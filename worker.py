@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -57,6 +58,10 @@ class WorkerProcess:
             except Exception:  # a database or Docker hiccup: the next round tries again
                 log.exception("maintenance round failed")
             await asyncio.sleep(self.settings.reconcile_seconds)
+
+    def request_shutdown(self) -> None:
+        log.info("worker %s shutting down", self.settings.worker_id)
+        self._shutdowns = [asyncio.ensure_future(worker.shutdown()) for worker in self.workers]
 
     async def stay_registered(self) -> None:
         """Keep this host's entry fresh, so builds keep being offered to it."""
@@ -109,6 +114,10 @@ def build_worker_process(
         # Builds past the host's cap wait inside the activity (heartbeating), not in the queue:
         # a host that does not poll would look dead and its builds would be moved.
         max_concurrent_activities=HOST_ACTIVITY_SLOTS,
+        # Heartbeat every second: a cancel reaches a running build within about a second
+        # (the default would wait up to 0.8 x the heartbeat timeout).
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
+        default_heartbeat_throttle_interval=timedelta(seconds=1),
     )
     return WorkerProcess([shared, host], sessions, containers, settings, client)
 
@@ -118,6 +127,11 @@ async def run_worker(settings: Settings | None = None) -> None:
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     with ThreadPoolExecutor(max_workers=LOCAL_ACTIVITY_SLOTS + HOST_ACTIVITY_SLOTS) as executor:
         process = build_worker_process(client, settings, executor)
+        # SIGTERM/Ctrl-C: stop polling and unregister. Running build containers are left
+        # alone: the retried activity re-attaches to them when a worker comes back.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, process.request_shutdown)
         log.info("worker %s polling %s and %s", settings.worker_id, settings.task_queue,
                  settings.host_queue)  # fmt: skip
         await process.run()

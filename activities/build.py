@@ -143,13 +143,14 @@ class BuildActivities:
             if not timed_out and time.monotonic() > deadline:
                 timed_out = True
                 self._containers.stop(container, STOP_GRACE_SECONDS)
-        writer.flush(final=True)
         if failures:
             raise failures[0]
         try:
             exit_code = self._containers.wait(container)
+            writer.complete(self._containers.last_line(container))
         except DockerException as exc:
             raise ApplicationError(f"lost the build container: {exc}", type="DockerError") from exc
+        writer.flush(final=True)
         return RunResult(exit_code=exit_code, timed_out=timed_out)
 
     def _load(self, build_id: int) -> _Spec:

@@ -135,6 +135,11 @@ class Containers:
         for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
             write(chunk)
 
+    def last_line(self, container: Any) -> bytes:
+        """The container's last line of output, as Docker stored it."""
+        data: bytes = container.logs(stdout=True, stderr=True, stream=False, tail=1)
+        return data
+
     def wait(self, container: Any) -> int:
         return int(container.wait()["StatusCode"])
 

@@ -51,6 +51,8 @@ class HostActivities:
             live = session.scalars(
                 select(WorkerHost).where(
                     WorkerHost.seen_at > utcnow() - LIVE_WINDOW,
+                    # Hosts of this Kiln only (tests run several on one database).
+                    WorkerHost.task_queue.startswith(f"{self._settings.task_queue}-host-"),
                     WorkerHost.task_queue.not_in(request.exclude),
                 )
             ).all()

@@ -13,6 +13,7 @@ from kiln.logs import append_log, reset_log
 from kiln.records import user_room
 
 LOG_EVENT = "buildLog"
+TAIL_KEPT = 64 * 1024
 log = logging.getLogger(__name__)
 
 
@@ -38,19 +39,32 @@ class LogWriter:
         self._pending = b""
         self._accepted = 0
         self._truncated = False
+        self._tail = b""  # the last bytes received, stored or not
         with sessions.begin() as session:
             reset_log(session, build_id)
 
     def write(self, data: bytes) -> None:
         with self._lock:
+            self._tail = (self._tail + data)[-TAIL_KEPT:]
             room = self._cap - self._accepted
             if room <= 0:
+                self._truncated = self._truncated or bool(data)
                 return
             if len(data) > room:
                 data = data[:room]
                 self._truncated = True
             self._pending += data
             self._accepted += len(data)
+
+    def complete(self, last_line: bytes) -> None:
+        """Add what the output stream missed of the container's last line. (Docker's follow
+        stream can drop a final line without a newline when the container exits; moby#43860.)"""
+        with self._lock:
+            tail = self._tail
+        for kept in range(min(len(last_line), len(tail)), -1, -1):
+            if tail.endswith(last_line[:kept]):
+                self.write(last_line[kept:])
+                return
 
     def flush(self, *, final: bool = False) -> None:
         """Store what has arrived. While the database is unreachable the output stays buffered

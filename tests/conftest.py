@@ -16,7 +16,7 @@ from kiln.temporal_server import start_dev_server
 from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.git_server import GitServer
 from tests.support.images import ensure_busybox_image
-from tests.support.stack import Stack, free_port, running_stack, test_settings
+from tests.support.stack import Stack, free_port, running_stack, stack_settings
 
 DB_BACKENDS = ["sqlite", "postgres"]
 
@@ -77,6 +77,6 @@ async def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
     workspace: Path = tmp_path_factory.mktemp("workspaces")
-    settings = test_settings(db_url, temporal_address, workspace)
+    settings = stack_settings(db_url, temporal_address, workspace)
     async with running_stack(settings, git_server, busybox) as running:
         yield running

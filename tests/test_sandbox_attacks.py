@@ -31,7 +31,7 @@ import pytest
 
 from kiln.db import make_engine, make_session_factory
 from kiln.migrate import upgrade
-from tests.support import stack as support  # its `test_settings` is no test of this module
+from tests.support import stack as support  # its `stack_settings` is no test of this module
 from tests.support.git_server import GitServer
 from tests.support.stack import Stack, User, eventually, running_api, running_worker
 
@@ -469,7 +469,7 @@ async def test_a_hook_planted_by_the_build_never_runs_on_the_host(
     in the same workspace, which the build could write: nothing the build left there may run
     on the host."""
     workspaces = tmp_path / "workspaces"
-    settings = support.test_settings(own_db, temporal_address, workspaces)
+    settings = support.stack_settings(own_db, temporal_address, workspaces)
     name = f"pwned-host-{uuid.uuid4().hex[:10]}"
     engine = make_engine(settings.database_url)
     try:

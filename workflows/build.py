@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutType
 from temporalio.exceptions import TimeoutError as StepTimeout
 
 with workflow.unsafe.imports_passed_through():
@@ -140,6 +140,9 @@ class BuildWorkflow:
             try:
                 result = await self._execute_on(host, build_id, pickup)
             except ActivityError as err:
+                if isinstance(err.cause, CancelledError):
+                    # The build was canceled and its activity has stopped the container.
+                    raise asyncio.CancelledError() from err
                 if _never_picked_up(err) and move < MAX_HOST_MOVES:
                     workflow.logger.warning("host %s did not pick up build %s", host, build_id)
                     unresponsive.append(host)
