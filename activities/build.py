@@ -65,7 +65,7 @@ class BuildActivities:
         with activity.shield_thread_cancel_exception():
             while not self._slots.acquire(timeout=1):
                 activity.heartbeat("waiting for a free slot on this host")
-                self._stop_if_cancelled(job.build_id, container=None)
+                self._stop_if_cancelled(job.build_id)
             try:
                 return self._execute(job)
             finally:
@@ -78,7 +78,7 @@ class BuildActivities:
         # check out afresh (never reuse a workspace a build may have written to).
         if self._containers.find(job.build_id) is None:
             self._checkout(job.build_id, spec, workspace)
-            self._stop_if_cancelled(job.build_id, container=None)
+            self._stop_if_cancelled(job.build_id)
         container_spec = ContainerSpec(job.build_id, spec.image, spec.command, workspace)
         try:
             container = self._containers.start(container_spec)
@@ -107,20 +107,21 @@ class BuildActivities:
         self._containers.remove(job.build_id)
         shutil.rmtree(self.workspace(job.build_id), ignore_errors=True)
 
-    def _stop_if_cancelled(self, build_id: int, container: Any | None) -> None:
+    def _stop_if_cancelled(self, build_id: int) -> None:
+        """Before the container exists: on a cancel, clean up and stop here."""
         if not activity.is_cancelled():
             return
         if activity.is_worker_shutdown():
-            # This worker is stopping, not the build: leave the container running for the
-            # retried activity to find and follow.
             raise CancelledError("worker shutting down")
-        if container is not None:
-            self._containers.stop(container, STOP_GRACE_SECONDS)
         self.cleanup_build(BuildJob(build_id))
         raise CancelledError("build canceled")
 
     def _follow(self, build_id: int, container: Any, writer: LogWriter, timeout: int) -> RunResult:
-        """Stream output until the container exits, heartbeating; returns its exit code."""
+        """Stream output until the container exits, heartbeating; returns its exit code.
+
+        A cancel or the project's timeout stops the container: SIGTERM, then SIGKILL after the
+        grace period. The loop goes on heartbeating meanwhile, so the stop never looks like a
+        lost worker."""
         done = threading.Event()
         failures: list[Exception] = []
 
@@ -135,23 +136,41 @@ class BuildActivities:
         threading.Thread(target=pump, name=f"logs-{build_id}", daemon=True).start()
         # Measured from the container's own start, so a re-attached run keeps its deadline.
         deadline = time.monotonic() + timeout - seconds_running(container)
-        timed_out = False
+        stopping: str | None = None  # why: "cancel" or "timeout"
+        kill_at: float | None = None
         while not done.wait(TICK_SECONDS):
             writer.flush()
             activity.heartbeat()
-            self._stop_if_cancelled(build_id, container)
-            if not timed_out and time.monotonic() > deadline:
-                timed_out = True
-                self._containers.stop(container, STOP_GRACE_SECONDS)
+            if stopping is None:
+                if activity.is_cancelled():
+                    if activity.is_worker_shutdown():
+                        # This worker is stopping, not the build: the container runs on for
+                        # the retried activity to find and follow.
+                        raise CancelledError("worker shutting down")
+                    stopping = "cancel"
+                elif time.monotonic() > deadline:
+                    stopping = "timeout"
+                if stopping is not None:
+                    self._containers.signal(container, "SIGTERM")
+                    kill_at = time.monotonic() + STOP_GRACE_SECONDS
+            elif kill_at is not None and time.monotonic() > kill_at:
+                self._containers.signal(container, "SIGKILL")
+                kill_at = None
         if failures:
             raise failures[0]
         try:
             exit_code = self._containers.wait(container)
-            writer.complete(self._containers.last_line(container))
+            if not writer.full:
+                # Docker's follow stream can end before the last output (moby#43860): read
+                # the stored log again and add what the stream missed.
+                writer.resume(self._containers.stored_output(container))
         except DockerException as exc:
             raise ApplicationError(f"lost the build container: {exc}", type="DockerError") from exc
         writer.flush(final=True)
-        return RunResult(exit_code=exit_code, timed_out=timed_out)
+        if stopping == "cancel":
+            self.cleanup_build(BuildJob(build_id))
+            raise CancelledError("build canceled")
+        return RunResult(exit_code=exit_code, timed_out=stopping == "timeout")
 
     def _load(self, build_id: int) -> _Spec:
         with self._sessions() as session:

@@ -7,7 +7,7 @@ after a crash finds the container of the first attempt instead of starting a sec
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,20 +135,21 @@ class Containers:
         for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
             write(chunk)
 
-    def last_line(self, container: Any) -> bytes:
-        """The container's last line of output, as Docker stored it."""
-        data: bytes = container.logs(stdout=True, stderr=True, stream=False, tail=1)
-        return data
+    def stored_output(self, container: Any) -> Iterator[bytes]:
+        """The container's whole output as Docker stored it (read once it has exited)."""
+        chunks: Iterator[bytes] = container.logs(stdout=True, stderr=True, stream=True)
+        return chunks
 
     def wait(self, container: Any) -> int:
         return int(container.wait()["StatusCode"])
 
-    def stop(self, container: Any, grace_seconds: int = 10) -> None:
-        """SIGTERM, then SIGKILL after the grace period."""
+    def signal(self, container: Any, name: str) -> None:
+        """Send a signal; a container that has already exited is no error."""
         try:
-            container.stop(timeout=grace_seconds)
-        except NotFound:
-            pass
+            container.kill(signal=name)
+        except APIError as exc:
+            if exc.status_code not in (404, 409):  # gone, or not running
+                raise
 
     def of_this_host(self) -> dict[int, Any]:
         """This worker's build containers, running or not, by build id."""

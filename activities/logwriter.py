@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 
 from sqlalchemy.exc import OperationalError
 
@@ -13,7 +14,6 @@ from kiln.logs import append_log, reset_log
 from kiln.records import user_room
 
 LOG_EVENT = "buildLog"
-TAIL_KEPT = 64 * 1024
 log = logging.getLogger(__name__)
 
 
@@ -39,13 +39,13 @@ class LogWriter:
         self._pending = b""
         self._accepted = 0
         self._truncated = False
-        self._tail = b""  # the last bytes received, stored or not
+        self._received = 0  # bytes given to write, stored or not
         with sessions.begin() as session:
             reset_log(session, build_id)
 
     def write(self, data: bytes) -> None:
         with self._lock:
-            self._tail = (self._tail + data)[-TAIL_KEPT:]
+            self._received += len(data)
             room = self._cap - self._accepted
             if room <= 0:
                 self._truncated = self._truncated or bool(data)
@@ -56,14 +56,22 @@ class LogWriter:
             self._pending += data
             self._accepted += len(data)
 
-    def complete(self, last_line: bytes) -> None:
-        """Add what the output stream missed of the container's last line. (Docker's follow
-        stream can drop a final line without a newline when the container exits; moby#43860.)"""
+    @property
+    def full(self) -> bool:
         with self._lock:
-            tail = self._tail
-        for kept in range(min(len(last_line), len(tail)), -1, -1):
-            if tail.endswith(last_line[:kept]):
-                self.write(last_line[kept:])
+            return self._accepted >= self._cap
+
+    def resume(self, output: Iterable[bytes]) -> None:
+        """Given the whole output again, from its start, add what `write` has not yet seen."""
+        with self._lock:
+            skip = self._received
+        for chunk in output:
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            self.write(chunk[skip:])
+            skip = 0
+            if self.full:
                 return
 
     def flush(self, *, final: bool = False) -> None:

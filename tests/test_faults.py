@@ -24,7 +24,7 @@ from temporalio.client import Client
 
 from kiln.db import make_engine, make_session_factory
 from kiln.migrate import upgrade
-from kiln.models import Build, BuildStatus
+from kiln.models import Build, BuildStatus, WorkerHost, utcnow
 from kiln.reconcile import reconcile_once
 from kiln.settings import Settings
 from tests.support.databases import create_postgres_database, drop_postgres_database
@@ -32,6 +32,7 @@ from tests.support.faults import (
     RestartableTemporal,
     activity_queues,
     build_containers,
+    container_lifetimes,
     container_starts,
     restart_dockerd,
     restart_postgres,
@@ -74,9 +75,9 @@ class Cluster:
     workers: dict[str, KilnProcess] = field(default_factory=dict)
     since: int = field(default_factory=lambda: int(time.time()) - 1)
 
-    def worker(self, worker_id: str) -> KilnProcess:
+    def worker(self, worker_id: str, **env: str) -> KilnProcess:
         if worker_id not in self.workers:
-            self.workers[worker_id] = worker_process(self.settings, worker_id, self.root)
+            self.workers[worker_id] = worker_process(self.settings, worker_id, self.root, **env)
         return self.workers[worker_id].start()
 
     def workspace(self, worker_id: str, build_id: int) -> Path:
@@ -176,6 +177,62 @@ async def test_builds_spread_over_hosts_and_each_stays_on_one(cluster: Cluster) 
         assert cluster.starts(build_id) == 1
         await cluster.wait_left_nothing(build_id, hosts)
     assert len(used) > 1, f"all {len(build_ids)} builds ran on {used}"
+
+
+async def test_a_host_never_runs_more_builds_at_once_than_its_cap(cluster: Cluster) -> None:
+    cluster.worker("host-1", KILN_MAX_BUILDS_PER_HOST="1")
+    user = await cluster.stack.register()
+    created = await cluster.project(user, "sleep 1", maxConcurrentBuilds=3)
+    first = created["build"]["id"]
+    responses = await asyncio.gather(
+        *(
+            cluster.stack.http.post(f"/api/build/rebuild/{first}", headers=user.headers)
+            for _ in range(2)
+        )
+    )
+    for build_id in [first] + [r.json()["build"]["id"] for r in responses]:
+        assert (await final_build(cluster, user, build_id))["status"] == "passed"
+
+    lifetimes = container_lifetimes(cluster.docker, cluster.settings.task_queue, cluster.since)
+    spans = sorted((min(times), max(times)) for times in lifetimes.values())
+    assert len(spans) == 3
+    # Each container started only after the one before it had died.
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+
+
+async def test_a_build_no_host_picks_up_fails_after_a_bounded_number_of_moves(
+    cluster: Cluster,
+) -> None:
+    cluster.worker("host-1")
+    user = await cluster.stack.register()
+    # A long build keeps host-1 busy, so idle-looking hosts are preferred over it.
+    sleeper = (await cluster.project(user, "sleep 120"))["build"]["id"]
+    await cluster.wait_running_container(sleeper)
+    prefix = f"{cluster.settings.task_queue}-host-"
+    with cluster.stack.sessions.begin() as session:
+        # Hosts that look alive but never poll their queue.
+        for index in range(4):
+            session.add(
+                WorkerHost(
+                    worker_id=f"ghost-{index}",
+                    task_queue=f"{prefix}ghost-{index}",
+                    capacity=100,
+                    seen_at=utcnow() + timedelta(hours=1),
+                )
+            )
+
+    created = await cluster.project(user, "true")
+    build_id = created["build"]["id"]
+    build = await final_build(cluster, user, build_id)
+
+    assert build["status"] == "failed" and build["exitCode"] is None
+    logs = await cluster.stack.logs(user, build_id)
+    assert logs.strip().splitlines()[-1] == "[kiln] no worker host picked the build up"
+    queues = [q for kind, q in await activity_queues(cluster.temporal, build_id)]
+    assert sorted(queues) == [f"{prefix}ghost-{index}" for index in range(4)]
+    assert (
+        await cluster.stack.http.post(f"/api/build/{sleeper}/cancel", headers=user.headers)
+    ).status_code == 202
 
 
 async def test_worker_killed_mid_build_comes_back_and_reattaches(cluster: Cluster) -> None:

@@ -58,6 +58,26 @@ def container_starts(
     return sum(1 for _ in events)
 
 
+def container_lifetimes(
+    client: docker.DockerClient, deployment: str, since: int
+) -> dict[str, list[int]]:
+    """Start and end times (ns) of every container of a deployment, by container id."""
+    events = client.events(
+        since=since,
+        until=int(time.time()) + 1,
+        decode=True,
+        filters={
+            "type": "container",
+            "event": ["start", "die"],
+            "label": f"kiln.deployment={deployment}",
+        },
+    )
+    lifetimes: dict[str, list[int]] = {}
+    for event in events:
+        lifetimes.setdefault(event["id"], []).append(int(event["timeNano"]))
+    return lifetimes
+
+
 def build_containers(client: docker.DockerClient, deployment: str, build_id: int) -> list[Any]:
     labels = build_labels(deployment, build_id)
     found: list[Any] = client.containers.list(all=True, filters={"label": labels})

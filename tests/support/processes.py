@@ -57,9 +57,9 @@ class KilnProcess:
                 self.kill()
 
 
-def worker_process(settings: Settings, worker_id: str, root: Path) -> KilnProcess:
+def worker_process(settings: Settings, worker_id: str, root: Path, **env: str) -> KilnProcess:
     workspace = root / worker_id
-    env = kiln_env(settings, KILN_WORKER_ID=worker_id, KILN_WORKSPACE_DIR=str(workspace))
+    env = kiln_env(settings, KILN_WORKER_ID=worker_id, KILN_WORKSPACE_DIR=str(workspace)) | env
     return KilnProcess("worker", env, root / f"{worker_id}.log")
 
 
