@@ -8,9 +8,10 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from docker.errors import DockerException
 from sqlalchemy import select
@@ -25,8 +26,11 @@ from kiln.git import CommitInfo, GitError, checkout
 from kiln.models import Build, Project
 from kiln.settings import Settings
 
+T = TypeVar("T")
+
 # How often the run loop stores output, heartbeats and looks for a cancel request.
 TICK_SECONDS = 0.1
+HEARTBEAT_SECONDS = 1.0
 # SIGTERM first; SIGKILL if the build has not stopped this long after.
 STOP_GRACE_SECONDS = 10
 
@@ -39,6 +43,29 @@ class _Spec:
     command: str
     owner_id: int
     timeout_seconds: int
+
+
+def heartbeating(work: Callable[[], T]) -> T:
+    """Run blocking work (a clone, an image pull) in a thread while this one heartbeats: a
+    slow step must not look like a lost worker, or a second attempt would start beside it."""
+    results: list[T] = []
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            results.append(work())
+        except BaseException as exc:  # re-raised in the activity's thread
+            failures.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    while not done.wait(HEARTBEAT_SECONDS):
+        activity.heartbeat()
+    if failures:
+        raise failures[0]
+    return results[0]
 
 
 def permanent(message: str) -> ApplicationError:
@@ -77,11 +104,12 @@ class BuildActivities:
         # A container from an earlier attempt already has its checkout: follow it. Otherwise
         # check out afresh (never reuse a workspace a build may have written to).
         if self._containers.find(job.build_id) is None:
-            self._checkout(job.build_id, spec, workspace)
+            heartbeating(lambda: self._checkout(job.build_id, spec, workspace))
             self._stop_if_cancelled(job.build_id)
         container_spec = ContainerSpec(job.build_id, spec.image, spec.command, workspace)
         try:
-            container = self._containers.start(container_spec)
+            # Pulling an image can take minutes.
+            container = heartbeating(lambda: self._containers.start(container_spec))
         except ImageUnavailable as exc:
             raise permanent(str(exc)) from None
         writer = LogWriter(

@@ -11,9 +11,10 @@ import shutil
 import uuid
 
 import docker
+from temporalio.client import Client
 
 from activities.containers import build_labels
-from tests.support.git_server import GitRepo
+from tests.support.git_server import GitRepo, GitServer
 from tests.support.stack import Stack, eventually
 
 # A permanent error ends the build on its first attempt (about a second). The retry policy for
@@ -126,4 +127,31 @@ async def test_bytes_that_are_not_utf8_do_not_break_the_logs(
     assert lines[0] == "before"
     assert "\ufffd" in lines[1] and lines[1].endswith(" raw bytes")
     assert lines[2:] == ["café", "after"]
+    await assert_cleaned_up(stack, docker_client, build_id)
+
+
+async def test_a_clone_slower_than_the_heartbeat_timeout_still_builds_once(
+    stack: Stack, docker_client: docker.DockerClient
+) -> None:
+    """A fetch that takes longer than the 10 s heartbeat timeout (a big repository, a slow
+    remote) must not look like a lost worker: no retry starts beside it."""
+    user = await stack.register()
+    with GitServer(fetch_delay=12) as slow:
+        repo = slow.create_repo(f"slow-{uuid.uuid4().hex[:8]}")
+        repo.commit({"big.txt": "pretend this is large\n"}, "big")
+        created = await stack.create_project(user, repo.url, "cat big.txt")
+        build_id = created["build"]["id"]
+
+        final = await stack.wait_final(user, build_id, timeout=120)
+
+    assert (final["status"], final["exitCode"]) == ("passed", 0)
+    assert (await stack.logs(user, build_id)).count("pretend this is large") == 1
+    client = await Client.connect(stack.settings.temporal_address)
+    history = await client.get_workflow_handle(f"build-{build_id}").fetch_history()
+    attempts = [
+        event.activity_task_started_event_attributes.attempt
+        for event in history.events
+        if event.HasField("activity_task_started_event_attributes")
+    ]
+    assert attempts == [1], attempts  # the first attempt did it all
     await assert_cleaned_up(stack, docker_client, build_id)

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -109,9 +110,10 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, fetch_delay: float) -> None:
         super().__init__(("127.0.0.1", 0), _CgiHandler)
         self.root = root
+        self.fetch_delay = fetch_delay
 
     def handle_error(self, request: object, client_address: object) -> None:
         # Clients (e.g. `git ls-remote`) may close early; that's not worth a traceback.
@@ -148,6 +150,8 @@ class _CgiHandler(BaseHTTPRequestHandler):
     def _run_backend(self) -> None:
         path, _, query = self.path.partition("?")
         body = self._read_body() if self.command == "POST" else b""
+        if self.server.fetch_delay and b"want " in body:
+            time.sleep(self.server.fetch_delay)  # a slow remote: the fetch itself takes long
         env = _git_env(
             GIT_PROJECT_ROOT=str(self.server.root),
             GIT_HTTP_EXPORT_ALL="1",
@@ -216,7 +220,9 @@ class GitServer:
     ``root`` defaults to a fresh temporary directory, removed again by :meth:`stop`.
     """
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, fetch_delay: float = 0.0) -> None:
+        """`fetch_delay`: seconds each fetch of objects takes, to stand for a slow remote."""
+        self.fetch_delay = fetch_delay
         self._tmp = Path(tempfile.mkdtemp(prefix="kiln-git-"))
         self.root = root if root is not None else self._tmp / "repos"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -230,7 +236,7 @@ class GitServer:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> None:
-        self._server = _Server(self.root)
+        self._server = _Server(self.root, self.fetch_delay)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="git-http-server", daemon=True
         )
