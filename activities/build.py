@@ -28,7 +28,8 @@ from kiln.settings import Settings
 
 T = TypeVar("T")
 
-# How often the run loop stores output, heartbeats and looks for a cancel request.
+# How often the run loop stores output and looks for a cancel request (heartbeats are
+# throttled by the worker to one a second).
 TICK_SECONDS = 0.1
 HEARTBEAT_SECONDS = 1.0
 # SIGTERM first; SIGKILL if the build has not stopped this long after.
@@ -66,6 +67,13 @@ def heartbeating(work: Callable[[], T]) -> T:
     if failures:
         raise failures[0]
     return results[0]
+
+
+def _cancel_requested() -> bool:
+    """Whether the build itself was canceled. Other cancels of an attempt (worker shutdown, a
+    heartbeat timeout after which a retry took over) must leave its container alone."""
+    details = activity.cancellation_details()
+    return details is not None and details.cancel_requested and not details.worker_shutdown
 
 
 def permanent(message: str) -> ApplicationError:
@@ -115,9 +123,9 @@ class BuildActivities:
         writer = LogWriter(
             self._sessions, job.build_id, spec.owner_id, self._settings.log_max_bytes
         )
-        result = self._follow(job.build_id, container, writer, spec.timeout_seconds)
-        self.cleanup_build(job)
-        return result
+        # The container stays until the workflow has recorded this result and runs
+        # cleanup_build: a retry of this activity re-attaches to it rather than running again.
+        return self._follow(job.build_id, container, writer, spec.timeout_seconds)
 
     def _checkout(self, build_id: int, spec: _Spec, workspace: Path) -> None:
         timeout = self._settings.git_timeout_seconds
@@ -131,16 +139,17 @@ class BuildActivities:
 
     @activity.defn(name="cleanup_build")
     def cleanup_build(self, job: BuildJob) -> None:
-        """Remove the build's container and workspace; safe to call any number of times."""
+        """Remove the build's container and workspace; safe to call any number of times.
+        (Removing a big workspace can take a while: heartbeat meanwhile.)"""
         self._containers.remove(job.build_id)
-        shutil.rmtree(self.workspace(job.build_id), ignore_errors=True)
+        heartbeating(lambda: shutil.rmtree(self.workspace(job.build_id), ignore_errors=True))
 
     def _stop_if_cancelled(self, build_id: int) -> None:
         """Before the container exists: on a cancel, clean up and stop here."""
         if not activity.is_cancelled():
             return
-        if activity.is_worker_shutdown():
-            raise CancelledError("worker shutting down")
+        if not _cancel_requested():
+            raise CancelledError("this attempt is no longer current")
         self.cleanup_build(BuildJob(build_id))
         raise CancelledError("build canceled")
 
@@ -164,6 +173,8 @@ class BuildActivities:
         threading.Thread(target=pump, name=f"logs-{build_id}", daemon=True).start()
         # Measured from the container's own start, so a re-attached run keeps its deadline.
         deadline = time.monotonic() + timeout - seconds_running(container)
+        if container.status == "exited":  # finished while no worker watched: its result stands
+            deadline = float("inf")
         stopping: str | None = None  # why: "cancel" or "timeout"
         kill_at: float | None = None
         while not done.wait(TICK_SECONDS):
@@ -171,10 +182,10 @@ class BuildActivities:
             activity.heartbeat()
             if stopping is None:
                 if activity.is_cancelled():
-                    if activity.is_worker_shutdown():
-                        # This worker is stopping, not the build: the container runs on for
-                        # the retried activity to find and follow.
-                        raise CancelledError("worker shutting down")
+                    if not _cancel_requested():
+                        # This worker is stopping, or this attempt timed out and a retry
+                        # took over: the container runs on for the current attempt.
+                        raise CancelledError("this attempt is no longer current")
                     stopping = "cancel"
                 elif time.monotonic() > deadline:
                     stopping = "timeout"

@@ -13,15 +13,15 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
+from activities.records import RecordActivities
+from activities.types import BuildOutcome
 from kiln.db import SessionFactory
 from kiln.events import announce
-from kiln.logs import append_log
-from kiln.models import Build, BuildStatus, utcnow
+from kiln.models import Build, BuildStatus
 from kiln.records import build_record, queue_positions
 from kiln.settings import Settings
-from workflows.build import SLOT_FREED_SIGNAL, BuildInput, BuildWorkflow, workflow_id
+from workflows.build import BuildInput, BuildWorkflow, wake_waiting_builds, workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,26 @@ async def queue_builds(
             raise HTTPException(500, failure_message) from None
 
     records, extra = await run_in_threadpool(write)
+    started = 0
     for record in records:
-        await start_build_workflow(sessions, temporal, settings, record["id"])
+        started += await start_build_workflow(sessions, temporal, settings, record["id"])
+    if started < len(records):
+        raise NotQueued(started_any=started > 0)
     return records, extra
+
+
+class NotQueued(HTTPException):
+    """Some workflow could not be started (those builds are `failed`): a 503."""
+
+    def __init__(self, *, started_any: bool) -> None:
+        super().__init__(503, "Build could not be queued: the workflow service is unavailable")
+        self.started_any = started_any
 
 
 async def start_build_workflow(
     sessions: SessionFactory, temporal: Client, settings: Settings, build_id: int
-) -> None:
+) -> bool:
+    """Start the build's workflow; False (and the build `failed`) when Temporal refuses."""
     try:
         await temporal.start_workflow(
             BuildWorkflow.run,
@@ -71,28 +83,14 @@ async def start_build_workflow(
         pass  # the id is the build's: a repeated start is the same build
     except Exception as exc:
         log.error("could not start the workflow of build %s: %s", build_id, exc)
-        await run_in_threadpool(_fail_unqueued, sessions, build_id)
-        raise HTTPException(
-            503, "Build could not be queued: the workflow service is unavailable"
-        ) from None
+        # A build whose workflow never started must not sit `queued`.
+        outcome = BuildOutcome(build_id, BuildStatus.FAILED, reason="the build could not be queued")
+        await settle(sessions, temporal, outcome)
+        return False
+    return True
 
 
-async def wake_waiting_builds(temporal: Client, build_ids: list[int]) -> None:
-    """Tell waiting builds to look for a free slot now rather than at their next recheck."""
-    for build_id in build_ids:
-        try:
-            await temporal.get_workflow_handle(workflow_id(build_id)).signal(SLOT_FREED_SIGNAL)
-        except RPCError as exc:  # finished meanwhile, or never started
-            log.info("could not wake build %s: %s", build_id, exc)
-
-
-def _fail_unqueued(sessions: SessionFactory, build_id: int) -> None:
-    """A build whose workflow never started must not sit `queued` for ever."""
-    with sessions.begin() as session:
-        build = session.get(Build, build_id)
-        if build is None or build.status != BuildStatus.QUEUED:
-            return
-        build.status = BuildStatus.FAILED
-        build.finished_at = utcnow()
-        append_log(session, build_id, b"[kiln] the build could not be queued\n")
-        announce(session, build)
+async def settle(sessions: SessionFactory, temporal: Client, outcome: BuildOutcome) -> None:
+    """Record a final status outside any workflow, and wake the builds its slot frees."""
+    waiting = await run_in_threadpool(RecordActivities(sessions).finish_build, outcome)
+    await wake_waiting_builds(temporal, waiting)

@@ -199,4 +199,9 @@ def prune_outbox(sessions: SessionFactory) -> None:
     """Forget outbox rows every listener has long since read (the worker calls this)."""
     with sessions.begin() as session:
         cutoff = utcnow() - OUTBOX_KEEP
-        session.execute(delete(SocketEvent).where(SocketEvent.created_at < cutoff))
+        newest = select(func.max(SocketEvent.id)).scalar_subquery()
+        # The newest row always stays: SQLite would otherwise hand out its id again to the next
+        # event, and listeners, which go on from the last id they saw, would skip events.
+        session.execute(
+            delete(SocketEvent).where(SocketEvent.created_at < cutoff, SocketEvent.id < newest)
+        )

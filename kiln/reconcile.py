@@ -16,7 +16,7 @@ from activities.records import RecordActivities
 from activities.types import BuildOutcome
 from kiln.db import SessionFactory
 from kiln.models import Build, BuildStatus, utcnow
-from workflows.build import SLOT_FREED_SIGNAL, workflow_id
+from workflows.build import SKIPPED, wake_waiting_builds, workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ async def _outcome(handle: WorkflowHandle[object, object], build_id: int) -> Bui
         return None
     if status == WorkflowExecutionStatus.COMPLETED:
         result = await handle.result()
-        if isinstance(result, BuildOutcome) and result.status != "skipped":
+        if isinstance(result, BuildOutcome) and result.status != SKIPPED:
             return result
         return BuildOutcome(build_id, BuildStatus.FAILED, reason="the build ended without a result")
     if status == WorkflowExecutionStatus.CANCELED:
@@ -69,9 +69,5 @@ async def reconcile_once(sessions: SessionFactory, client: Client, min_age: time
         log.warning("settling build %s: %s", build_id, outcome.reason or outcome.status)
         waiting = await asyncio.to_thread(records.finish_build, outcome)
         settled.append(build_id)
-        for other in waiting:
-            try:
-                await client.get_workflow_handle(workflow_id(other)).signal(SLOT_FREED_SIGNAL)
-            except RPCError:
-                pass
+        await wake_waiting_builds(client, waiting)
     return settled

@@ -153,5 +153,5 @@ async def test_a_clone_slower_than_the_heartbeat_timeout_still_builds_once(
         for event in history.events
         if event.HasField("activity_task_started_event_attributes")
     ]
-    assert attempts == [1], attempts  # the first attempt did it all
+    assert attempts and set(attempts) == {1}, attempts  # each step's first attempt did it
     await assert_cleaned_up(stack, docker_client, build_id)

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutType
 from temporalio.exceptions import TimeoutError as StepTimeout
+from temporalio.service import RPCError
 
 with workflow.unsafe.imports_passed_through():
     from activities.build import BuildActivities
@@ -51,6 +53,10 @@ INFRA_RETRY = RetryPolicy(
     non_retryable_error_types=[PERMANENT_ERROR],
 )
 SLOT_FREED_SIGNAL = "slot_freed"
+# A waiting build continues as new after this many looks (about 100 minutes).
+MAX_SLOT_CHECKS = 200
+# The outcome of a workflow that found its build already final: nothing to record.
+SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,16 @@ class BuildInput:
 
 def workflow_id(build_id: int) -> str:
     return f"build-{build_id}"
+
+
+async def wake_waiting_builds(client: Client, build_ids: list[int]) -> None:
+    """(Outside workflows.) Tell waiting builds to look for a free slot now rather than at
+    their next recheck; a build whose workflow is gone is skipped."""
+    for build_id in build_ids:
+        try:
+            await client.get_workflow_handle(workflow_id(build_id)).signal(SLOT_FREED_SIGNAL)
+        except RPCError:
+            pass
 
 
 def _failed(build_id: int, reason: str) -> BuildOutcome:
@@ -95,26 +111,33 @@ class BuildWorkflow:
     @workflow.run
     async def run(self, request: BuildInput) -> BuildOutcome:
         build_id = request.build_id
-        outcome = _failed(build_id, "the build was interrupted")
+        outcome: BuildOutcome | None = _failed(build_id, "the build was interrupted")
         host: str | None = None
         try:
-            if not await self._wait_for_slot(build_id):
-                return BuildOutcome(build_id, status="skipped")
+            if not await self._wait_for_slot(request):
+                outcome = None
+                return BuildOutcome(build_id, status=SKIPPED)
             pickup = timedelta(seconds=request.host_pickup_seconds)
             outcome, host = await self._run_on_a_host(build_id, pickup)
         except asyncio.CancelledError:
             outcome = BuildOutcome(build_id, BuildStatus.CANCELED.value, reason="build canceled")
             raise
+        except workflow.ContinueAsNewError:
+            outcome = None  # the next run of this workflow goes on waiting
+            raise
         finally:
+            # Record first (the user sees the result sooner), then remove the container.
+            if outcome is not None:
+                await self._finish(outcome)
             if host is not None:
                 await self._cleanup_on(host, build_id)
-            if outcome.status != "skipped":
-                await self._finish(outcome)
         return outcome
 
-    async def _wait_for_slot(self, build_id: int) -> bool:
-        """True once the build holds a slot; False when it is already final (nothing to do)."""
-        while True:
+    async def _wait_for_slot(self, request: BuildInput) -> bool:
+        """True once the build holds a slot; False when it is already final (nothing to do).
+        A long wait continues as a new run, so the history stays small."""
+        build_id = request.build_id
+        for _ in range(MAX_SLOT_CHECKS):
             self._slot_freed = False
             claim = await workflow.execute_local_activity_method(
                 RecordActivities.claim_slot, build_id, start_to_close_timeout=LOCAL_TIMEOUT
@@ -125,11 +148,12 @@ class BuildWorkflow:
                 await workflow.wait_condition(lambda: self._slot_freed, timeout=SLOT_RECHECK)
             except TimeoutError:  # no signal came: look again anyway
                 pass
+        workflow.continue_as_new(request)
 
     async def _run_on_a_host(
         self, build_id: int, pickup: timedelta
     ) -> tuple[BuildOutcome, str | None]:
-        """The outcome, and the host still to clean up (None when the activity did it)."""
+        """The outcome, and the host to clean up on (None when no host took the build)."""
         unresponsive: list[str] = []
         for move in range(MAX_HOST_MOVES + 1):
             host = await workflow.execute_local_activity_method(
@@ -141,7 +165,7 @@ class BuildWorkflow:
                 result = await self._execute_on(host, build_id, pickup)
             except ActivityError as err:
                 if isinstance(err.cause, CancelledError):
-                    # The build was canceled and its activity has stopped the container.
+                    # The build was canceled; its activity has stopped the container.
                     raise asyncio.CancelledError() from err
                 if _never_picked_up(err) and move < MAX_HOST_MOVES:
                     workflow.logger.warning("host %s did not pick up build %s", host, build_id)
@@ -150,7 +174,7 @@ class BuildWorkflow:
                 if _never_picked_up(err):
                     return _failed(build_id, "no worker host picked the build up"), None
                 return _failed(build_id, _reason(err)), host
-            return self._result_outcome(build_id, result), None
+            return self._result_outcome(build_id, result), host
         raise AssertionError("unreachable: the last move returns")
 
     @staticmethod

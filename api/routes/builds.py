@@ -9,13 +9,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.types import BuildOutcome
 from api.access import owned_build
 from api.deps import CurrentUserId, SessionDep, SessionsDep, SettingsDep, TemporalDep, parse_id
-from api.queueing import queue_builds
-from kiln.db import SessionFactory
-from kiln.events import announce
+from api.queueing import queue_builds, settle
 from kiln.logs import read_log
-from kiln.models import Build, BuildStatus, utcnow
+from kiln.models import Build, BuildStatus
 from kiln.records import build_record, project_summary, queue_positions
 from workflows.build import workflow_id
 
@@ -78,20 +77,9 @@ async def cancel(
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise HTTPException(503, "Cancel failed: the workflow service is unavailable") from None
         # No workflow (it never started): nothing runs, so settle the record here.
-        record = await run_in_threadpool(settle_canceled, sessions, bid)
+        outcome = BuildOutcome(bid, BuildStatus.CANCELED, reason="build canceled")
+        await settle(sessions, temporal, outcome)
     return {"message": "Build cancel requested", "build": record}
-
-
-def settle_canceled(sessions: SessionFactory, build_id: int) -> dict[str, Any]:
-    with sessions.begin() as session:
-        build = session.get(Build, build_id)
-        if build is None:
-            raise HTTPException(404, "Build not found")
-        if not BuildStatus(build.status).is_final:
-            build.status = BuildStatus.CANCELED
-            build.finished_at = utcnow()
-            announce(session, build)
-        return build_record(build)
 
 
 @router.get("/{build_id}")

@@ -12,13 +12,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.access import owned_project
 from api.deps import CurrentUserId, SessionDep, SessionsDep, SettingsDep, TemporalDep, parse_id
-from api.queueing import queue_builds, wake_waiting_builds
+from api.queueing import queue_builds
 from api.repos import RepoRefused, check_repo_url
 from api.schemas import ProjectIn, ProjectPatch
 from kiln.git import GitError, redact, repo_key, resolve_branch
 from kiln.models import Build, BuildStatus, Project
 from kiln.records import project_record, queue_positions
-from workflows.build import workflow_id
+from workflows.build import wake_waiting_builds, workflow_id
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/project", tags=["projects"])

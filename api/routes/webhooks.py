@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionsDep, SettingsDep, TemporalDep
-from api.queueing import queue_builds
+from api.queueing import NotQueued, queue_builds
 from kiln.db import SessionFactory
 from kiln.git import SHA_RE, repo_key
 from kiln.models import Build, Project, WebhookDelivery
@@ -154,9 +154,9 @@ async def github(
         )
     except DuplicateDelivery:
         return _accepted({"message": "Delivery already processed", "builds": []})
-    except HTTPException as exc:
-        if exc.status_code == 503 and delivery:
-            # Not queued: forget the delivery, so GitHub's redelivery can try again.
+    except NotQueued as exc:
+        if delivery and not exc.started_any:
+            # Nothing queued: forget the delivery, so GitHub's redelivery can try again.
             await run_in_threadpool(_forget_delivery, sessions, delivery)
         raise
     return _accepted({"message": "Builds queued", "builds": records})
