@@ -24,6 +24,7 @@ from activities.types import PERMANENT_ERROR, BuildJob, RunResult
 from kiln.db import SessionFactory
 from kiln.git import CommitInfo, GitError, checkout
 from kiln.models import Build, Project
+from kiln.repos import RepoRefused, RepoUnresolvable, check_repo_url
 from kiln.settings import Settings
 
 T = TypeVar("T")
@@ -130,7 +131,13 @@ class BuildActivities:
     def _checkout(self, build_id: int, spec: _Spec, workspace: Path) -> None:
         timeout = self._settings.git_timeout_seconds
         try:
-            info = checkout(spec.repo_url, spec.commit_hash, workspace, timeout=timeout)
+            # Checked again at every clone: the host's address may have changed since.
+            pin = check_repo_url(spec.repo_url, allow_local=self._settings.allow_local_repos)
+            info = checkout(spec.repo_url, spec.commit_hash, workspace, timeout=timeout, pin=pin)
+        except RepoUnresolvable as exc:
+            raise ApplicationError(str(exc), type="GitError") from None
+        except RepoRefused as exc:
+            raise permanent(str(exc)) from None
         except GitError as exc:
             if exc.permanent:
                 raise permanent(str(exc)) from None

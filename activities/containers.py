@@ -15,6 +15,7 @@ from typing import Any
 
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
+from docker.types import LogConfig
 
 from kiln.settings import Settings
 
@@ -116,6 +117,8 @@ class Containers:
             "read_only": True,
             "tmpfs": {"/tmp": "rw,exec,size=1g"},
             "detach": True,
+            # Kiln stores a few MB of output; Docker's own copy must not fill the disk either.
+            "log_config": LogConfig(type="json-file", config={"max-size": "64m", "max-file": "2"}),
         }
 
     def _ensure_image(self, image: str) -> None:

@@ -40,6 +40,7 @@ class LogWriter:
         self._accepted = 0
         self._truncated = False
         self._received = 0  # bytes given to write, stored or not
+        self._stored = 0  # bytes in the database: each flush appends there, no size query
         with sessions.begin() as session:
             reset_log(session, build_id)
 
@@ -96,10 +97,11 @@ class LogWriter:
 
     def _store(self, data: bytes) -> None:
         with self._sessions.begin() as session:
-            end = append_log(session, self._build_id, data)
+            end = append_log(session, self._build_id, data, offset=self._stored)
             event = {
                 "buildId": self._build_id,
                 "offset": end - len(data),
                 "chunk": data.decode(errors="replace"),
             }
             publish(session, LOG_EVENT, event, self._room)
+        self._stored = end

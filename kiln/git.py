@@ -52,7 +52,9 @@ def repo_key(url: str) -> str:
     return f"{parts.scheme.lower()}://{host}{path}"
 
 
-def _git(args: list[str], *, cwd: Path | None = None, timeout: float) -> str:
+def _git(
+    args: list[str], *, cwd: Path | None = None, timeout: float, pin: str | None = None
+) -> str:
     env = os.environ | {
         "GIT_TERMINAL_PROMPT": "0",  # never hang asking for a password
         "GIT_ASKPASS": "true",
@@ -62,6 +64,8 @@ def _git(args: list[str], *, cwd: Path | None = None, timeout: float) -> str:
     # Defence in depth: no hooks and no file-system monitor command, whatever a repo's config says.
     safety = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
     command = ["git", *safety, "-c", "http.followRedirects=false", "-c", "protocol.version=2"]
+    if pin:  # connect to the address that was checked, not to whatever DNS says now
+        command += ["-c", f"http.curloptResolve={pin}"]
     command += args
     try:
         done = subprocess.run(
@@ -76,9 +80,11 @@ def _git(args: list[str], *, cwd: Path | None = None, timeout: float) -> str:
     return done.stdout
 
 
-def resolve_branch(url: str, branch: str, *, timeout: float) -> str:
-    """The full sha at the tip of `branch`, or a permanent GitError if there is no such branch."""
-    out = _git(["ls-remote", "--heads", "--", url, f"refs/heads/{branch}"], timeout=timeout)
+def resolve_branch(url: str, branch: str, *, timeout: float, pin: str | None = None) -> str:
+    """The full sha at the tip of `branch`, or a permanent GitError if there is no such branch.
+    `pin` (see kiln.repos.check_repo_url) fixes the address git connects to."""
+    ref = f"refs/heads/{branch}"
+    out = _git(["ls-remote", "--heads", "--", url, ref], timeout=timeout, pin=pin)
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")
         if ref == f"refs/heads/{branch}":
@@ -92,7 +98,9 @@ class CommitInfo:
     author: str
 
 
-def checkout(url: str, sha: str, dest: Path, *, timeout: float) -> CommitInfo:
+def checkout(
+    url: str, sha: str, dest: Path, *, timeout: float, pin: str | None = None
+) -> CommitInfo:
     """Fetch only `sha` (depth 1) into a fresh `dest` and check it out.
 
     `dest` is emptied first: a workspace that a build container has had mounted may hold hooks
@@ -102,7 +110,7 @@ def checkout(url: str, sha: str, dest: Path, *, timeout: float) -> CommitInfo:
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     _git(["init", "-q", "."], cwd=dest, timeout=timeout)
-    _git(["fetch", "-q", "--depth", "1", "--", url, sha], cwd=dest, timeout=timeout)
+    _git(["fetch", "-q", "--depth", "1", "--", url, sha], cwd=dest, timeout=timeout, pin=pin)
     _git(["checkout", "-q", "--force", "FETCH_HEAD"], cwd=dest, timeout=timeout)
     return _commit_info(dest, timeout)
 

@@ -15,9 +15,11 @@ def log_size(session: Session, build_id: int) -> int:
     return int(session.scalar(query) or 0)
 
 
-def append_log(session: Session, build_id: int, data: bytes) -> int:
-    """Append `data` at the end of the build's log; returns the new size."""
-    offset = log_size(session, build_id)
+def append_log(session: Session, build_id: int, data: bytes, offset: int | None = None) -> int:
+    """Append `data` at the end of the build's log (at `offset`, when the caller knows the
+    size already); returns the new size."""
+    if offset is None:
+        offset = log_size(session, build_id)
     if data:
         session.add(LogChunk(build_id=build_id, offset=offset, data=data))
     return offset + len(data)

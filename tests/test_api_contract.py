@@ -18,8 +18,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from api.repos import RepoRefused, check_repo_url
 from kiln.models import Build
+from kiln.repos import RepoRefused, check_repo_url
 from tests.support.git_server import GitRepo
 from tests.support.stack import Stack, User, running_api
 

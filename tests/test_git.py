@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kiln.git import CommitInfo, GitError, checkout, redact, resolve_branch
+from kiln.repos import RepoRefused, check_repo_url
 from tests.support.git_server import GitRepo, GitServer
 from tests.support.stack import free_port
 
@@ -173,3 +174,26 @@ def test_git_errors_never_contain_the_token(git_server: GitServer, tmp_path: Pat
     for error in errors:
         assert TOKEN not in str(error)
         assert TOKEN not in repr(error)
+
+
+def test_a_pinned_address_is_what_git_connects_to(git_server: GitServer) -> None:
+    """The pin from kiln.repos fixes the address: a name that resolves nowhere still reaches
+    the server it was pinned to (and so a DNS answer changed later cannot redirect git)."""
+    repo = git_server.create_repo(f"pin-{uuid.uuid4().hex[:8]}")
+    sha = repo.commit({"a.txt": "a\n"}, "pinned")
+    port = git_server.base_url.rsplit(":", 1)[1]
+    url = repo.url.replace("127.0.0.1", "kiln-pinned.invalid")
+
+    with pytest.raises(GitError):
+        resolve_branch(url, "main", timeout=30)
+    assert (
+        resolve_branch(url, "main", timeout=30, pin=f"kiln-pinned.invalid:{port}:127.0.0.1") == sha
+    )
+
+
+def test_a_public_address_is_pinned_and_a_private_one_refused() -> None:
+    assert check_repo_url("https://1.1.1.1/a/b.git", allow_local=False) == "1.1.1.1:443:1.1.1.1"
+    assert check_repo_url("http://8.8.8.8:8080/a.git", allow_local=False) == "8.8.8.8:8080:8.8.8.8"
+    with pytest.raises(RepoRefused):
+        check_repo_url("http://169.254.169.254/latest", allow_local=False)
+    assert check_repo_url("http://127.0.0.1/a.git", allow_local=True) is None

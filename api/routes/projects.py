@@ -13,11 +13,11 @@ from starlette.concurrency import run_in_threadpool
 from api.access import owned_project
 from api.deps import CurrentUserId, SessionDep, SessionsDep, SettingsDep, TemporalDep, parse_id
 from api.queueing import queue_builds
-from api.repos import RepoRefused, check_repo_url
 from api.schemas import ProjectIn, ProjectPatch
 from kiln.git import GitError, redact, repo_key, resolve_branch
 from kiln.models import Build, BuildStatus, Project
 from kiln.records import project_record, queue_positions
+from kiln.repos import RepoRefused, check_repo_url
 from workflows.build import wake_waiting_builds, workflow_id
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,8 @@ router = APIRouter(prefix="/api/project", tags=["projects"])
 
 
 def _resolve_head(body: ProjectIn, allow_local: bool, timeout: float) -> str:
-    check_repo_url(body.repoUrl, allow_local=allow_local)
-    return resolve_branch(body.repoUrl, body.branch, timeout=timeout)
+    pin = check_repo_url(body.repoUrl, allow_local=allow_local)
+    return resolve_branch(body.repoUrl, body.branch, timeout=timeout, pin=pin)
 
 
 @router.post("/projects", status_code=201)

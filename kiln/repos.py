@@ -12,10 +12,18 @@ from urllib.parse import urlsplit
 
 
 class RepoRefused(ValueError):
-    pass
+    """Kiln will not fetch from this URL."""
 
 
-def check_repo_url(url: str, *, allow_local: bool) -> None:
+class RepoUnresolvable(RepoRefused):
+    """The URL's host has no address right now (which may pass)."""
+
+
+def check_repo_url(url: str, *, allow_local: bool) -> str | None:
+    """Refuse what Kiln must not fetch from. Returns a curl resolve entry (`host:port:address`)
+    that pins git to the address checked here, so a DNS answer that changes between this check
+    and git's own lookup (rebinding) cannot point git at a private address; None when local
+    repositories are allowed (nothing to pin)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -26,15 +34,18 @@ def check_repo_url(url: str, *, allow_local: bool) -> None:
     if not parts.hostname:
         raise RepoRefused("repoUrl has no host")
     if allow_local:
-        return
+        return None
     try:
         infos = socket.getaddrinfo(parts.hostname, port or None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
-        raise RepoRefused(f"repoUrl host '{parts.hostname}' could not be resolved") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
+        raise RepoUnresolvable(f"repoUrl host '{parts.hostname}' could not be resolved") from None
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
         if not address.is_global:
             raise RepoRefused(
                 f"repoUrl host '{parts.hostname}' is a local or private address; "
                 "set KILN_ALLOW_LOCAL_REPOS=true to allow it"
             )
+    pinned = f"[{addresses[0]}]" if addresses[0].version == 6 else str(addresses[0])
+    default_port = 443 if parts.scheme == "https" else 80
+    return f"{parts.hostname}:{port or default_port}:{pinned}"
