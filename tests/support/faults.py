@@ -40,40 +40,30 @@ class RestartableTemporal:
             self.process.wait(timeout=30)
 
 
+def container_events(
+    client: docker.DockerClient, labels: list[str], actions: list[str], since: int
+) -> list[dict[str, Any]]:
+    """Docker's own record of what happened to matching containers since `since` (s)."""
+    filters = {"type": "container", "event": actions, "label": labels}
+    until = int(time.time()) + 1
+    return list(client.events(since=since, until=until, decode=True, filters=filters))
+
+
 def container_starts(
     client: docker.DockerClient, deployment: str, build_id: int, since: int
 ) -> int:
     """How many times Docker started a container for this build: a build's command may run in
     exactly one container, once."""
-    events = client.events(
-        since=since,
-        until=int(time.time()) + 1,
-        decode=True,
-        filters={
-            "type": "container",
-            "event": "start",
-            "label": build_labels(deployment, build_id),
-        },
-    )
-    return sum(1 for _ in events)
+    return len(container_events(client, build_labels(deployment, build_id), ["start"], since))
 
 
 def container_lifetimes(
     client: docker.DockerClient, deployment: str, since: int
 ) -> dict[str, list[int]]:
     """Start and end times (ns) of every container of a deployment, by container id."""
-    events = client.events(
-        since=since,
-        until=int(time.time()) + 1,
-        decode=True,
-        filters={
-            "type": "container",
-            "event": ["start", "die"],
-            "label": f"kiln.deployment={deployment}",
-        },
-    )
+    labels = [f"kiln.deployment={deployment}"]
     lifetimes: dict[str, list[int]] = {}
-    for event in events:
+    for event in container_events(client, labels, ["start", "die"], since):
         lifetimes.setdefault(event["id"], []).append(int(event["timeNano"]))
     return lifetimes
 
