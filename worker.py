@@ -53,7 +53,8 @@ class WorkerProcess:
                     sweep_host, self.sessions, self.containers, self.settings.workspace_dir
                 )
                 min_age = timedelta(seconds=self.settings.reconcile_min_age_seconds)
-                await reconcile_once(self.sessions, self.client, min_age)
+                prefix = self.settings.workflow_id_prefix
+                await reconcile_once(self.sessions, self.client, min_age, prefix)
                 await asyncio.to_thread(prune_outbox, self.sessions)
             except Exception:  # a database or Docker hiccup: the next round tries again
                 log.exception("maintenance round failed")

@@ -76,7 +76,7 @@ async def start_build_workflow(
         await temporal.start_workflow(
             BuildWorkflow.run,
             BuildInput(build_id, host_pickup_seconds=settings.host_pickup_seconds),
-            id=workflow_id(build_id),
+            id=workflow_id(build_id, settings.workflow_id_prefix),
             task_queue=settings.task_queue,
         )
     except WorkflowAlreadyStartedError:
@@ -85,12 +85,14 @@ async def start_build_workflow(
         log.error("could not start the workflow of build %s: %s", build_id, exc)
         # A build whose workflow never started must not sit `queued`.
         outcome = BuildOutcome(build_id, BuildStatus.FAILED, reason="the build could not be queued")
-        await settle(sessions, temporal, outcome)
+        await settle(sessions, temporal, settings, outcome)
         return False
     return True
 
 
-async def settle(sessions: SessionFactory, temporal: Client, outcome: BuildOutcome) -> None:
+async def settle(
+    sessions: SessionFactory, temporal: Client, settings: Settings, outcome: BuildOutcome
+) -> None:
     """Record a final status outside any workflow, and wake the builds its slot frees."""
     waiting = await run_in_threadpool(RecordActivities(sessions).finish_build, outcome)
-    await wake_waiting_builds(temporal, waiting)
+    await wake_waiting_builds(temporal, waiting, settings.workflow_id_prefix)

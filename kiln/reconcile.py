@@ -57,17 +57,19 @@ async def _outcome(handle: WorkflowHandle[object, object], build_id: int) -> Bui
     return BuildOutcome(build_id, BuildStatus.FAILED, reason=_CLOSED[status])
 
 
-async def reconcile_once(sessions: SessionFactory, client: Client, min_age: timedelta) -> list[int]:
+async def reconcile_once(
+    sessions: SessionFactory, client: Client, min_age: timedelta, prefix: str = ""
+) -> list[int]:
     """Settle stuck builds; returns their ids."""
     records = RecordActivities(sessions)
     settled = []
     for build_id in await asyncio.to_thread(_unfinished, sessions, min_age):
-        handle = client.get_workflow_handle(workflow_id(build_id), result_type=BuildOutcome)
+        handle = client.get_workflow_handle(workflow_id(build_id, prefix), result_type=BuildOutcome)
         outcome = await _outcome(handle, build_id)
         if outcome is None:
             continue
         log.warning("settling build %s: %s", build_id, outcome.reason or outcome.status)
         waiting = await asyncio.to_thread(records.finish_build, outcome)
         settled.append(build_id)
-        await wake_waiting_builds(client, waiting)
+        await wake_waiting_builds(client, waiting, prefix)
     return settled

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "kiln"
+    # Kilns sharing one Temporal namespace need distinct workflow ids: `<prefix>build-<id>`.
+    workflow_id_prefix: str = ""
     jwt_secret: str = ""
     jwt_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     host: str = "127.0.0.1"

@@ -41,6 +41,7 @@ from tests.support.faults import (
 from tests.support.git_server import GitServer
 from tests.support.processes import KilnProcess, api_process, worker_process
 from tests.support.stack import SocketRecorder, Stack, User, eventually, free_port, stack_settings
+from workflows.build import workflow_id
 
 FINAL = ("passed", "failed", "canceled")
 
@@ -79,6 +80,10 @@ class Cluster:
         if worker_id not in self.workers:
             self.workers[worker_id] = worker_process(self.settings, worker_id, self.root, **env)
         return self.workers[worker_id].start()
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.workflow_id_prefix
 
     def workspace(self, worker_id: str, build_id: int) -> Path:
         return self.root / worker_id / f"build-{build_id}"
@@ -171,7 +176,10 @@ async def test_builds_spread_over_hosts_and_each_stays_on_one(cluster: Cluster) 
     used = set()
     for build_id in build_ids:
         assert (await final_build(cluster, user, build_id))["status"] == "passed"
-        queues = {queue for kind, queue in await activity_queues(cluster.temporal, build_id)}
+        queues = {
+            queue
+            for kind, queue in await activity_queues(cluster.temporal, cluster.prefix, build_id)
+        }
         assert len(queues) == 1, f"build {build_id} ran on {queues}"
         used |= queues
         assert cluster.starts(build_id) == 1
@@ -228,7 +236,7 @@ async def test_a_build_no_host_picks_up_fails_after_a_bounded_number_of_moves(
     assert build["status"] == "failed" and build["exitCode"] is None
     logs = await cluster.stack.logs(user, build_id)
     assert logs.strip().splitlines()[-1] == "[kiln] no worker host picked the build up"
-    queues = [q for kind, q in await activity_queues(cluster.temporal, build_id)]
+    queues = [q for kind, q in await activity_queues(cluster.temporal, cluster.prefix, build_id)]
     assert sorted(queues) == [f"{prefix}ghost-{index}" for index in range(4)]
     assert (
         await cluster.stack.http.post(f"/api/build/{sleeper}/cancel", headers=user.headers)
@@ -260,7 +268,7 @@ async def test_a_dead_host_loses_its_build_to_another_host(cluster: Cluster) -> 
     created = await cluster.project(user, "sleep 12; echo finished")
     build_id = created["build"]["id"]
     await cluster.wait_running_container(build_id)
-    queues = await activity_queues(cluster.temporal, build_id)
+    queues = await activity_queues(cluster.temporal, cluster.prefix, build_id)
     first_queue = next(q for kind, q in queues if kind == "execute_build")
     doomed = first_queue.removeprefix(f"{cluster.settings.task_queue}-host-")
     survivor = "host-b" if doomed == "host-a" else "host-a"
@@ -269,7 +277,7 @@ async def test_a_dead_host_loses_its_build_to_another_host(cluster: Cluster) -> 
 
     build = await final_build(cluster, user, build_id)
     assert (build["status"], build["exitCode"]) == ("passed", 0)
-    hosts = [q for kind, q in await activity_queues(cluster.temporal, build_id)]
+    hosts = [q for kind, q in await activity_queues(cluster.temporal, cluster.prefix, build_id)]
     assert hosts[-1].endswith(f"-host-{survivor}")  # moved after the pickup timeout
     assert cluster.starts(build_id) == 1
     # The dead host's disk keeps its checkout until it returns; then its sweep removes it.
@@ -385,7 +393,8 @@ async def test_reconciler_settles_builds_whose_workflow_ended_without_a_word(
     await cluster.wait_running_container(build_id)
 
     # An operator terminates the workflow in the Temporal UI: no activity records anything.
-    await cluster.temporal.get_workflow_handle(f"build-{build_id}").terminate("operator")
+    handle = cluster.temporal.get_workflow_handle(workflow_id(build_id, cluster.prefix))
+    await handle.terminate("operator")
 
     build = await final_build(cluster, user, build_id)
     assert build["status"] == "failed"
@@ -401,7 +410,9 @@ async def test_reconciler_fails_a_build_whose_workflow_never_started(cluster: Cl
     with cluster.stack.sessions.begin() as session:
         orphan = Build(project_id=project_id, branch="main", commit_hash="a" * 40)
         session.add(orphan)
-    settled = await reconcile_once(cluster.stack.sessions, cluster.temporal, timedelta(0))
+    settled = await reconcile_once(
+        cluster.stack.sessions, cluster.temporal, timedelta(0), cluster.prefix
+    )
     assert orphan.id in settled
     build = await cluster.stack.build(user, orphan.id)
     assert build["status"] == "failed" and build["finishedAt"] is not None

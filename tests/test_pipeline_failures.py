@@ -16,6 +16,7 @@ from temporalio.client import Client
 from activities.containers import build_labels
 from tests.support.git_server import GitRepo, GitServer
 from tests.support.stack import Stack, eventually
+from workflows.build import workflow_id
 
 # A permanent error ends the build on its first attempt (about a second). The retry policy for
 # infrastructure trouble waits 1 + 2 + 4 + 8 + 16 s between its six attempts, so a build that
@@ -147,7 +148,8 @@ async def test_a_clone_slower_than_the_heartbeat_timeout_still_builds_once(
     assert (final["status"], final["exitCode"]) == ("passed", 0)
     assert (await stack.logs(user, build_id)).count("pretend this is large") == 1
     client = await Client.connect(stack.settings.temporal_address)
-    history = await client.get_workflow_handle(f"build-{build_id}").fetch_history()
+    handle = client.get_workflow_handle(workflow_id(build_id, stack.settings.workflow_id_prefix))
+    history = await handle.fetch_history()
     attempts = [
         event.activity_task_started_event_attributes.attempt
         for event in history.events

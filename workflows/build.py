@@ -66,16 +66,18 @@ class BuildInput:
     host_pickup_seconds: float = 30.0
 
 
-def workflow_id(build_id: int) -> str:
-    return f"build-{build_id}"
+def workflow_id(build_id: int, prefix: str = "") -> str:
+    """`build-<id>`, after KILN_WORKFLOW_ID_PREFIX when Kilns share a Temporal namespace."""
+    return f"{prefix}build-{build_id}"
 
 
-async def wake_waiting_builds(client: Client, build_ids: list[int]) -> None:
+async def wake_waiting_builds(client: Client, build_ids: list[int], prefix: str) -> None:
     """(Outside workflows.) Tell waiting builds to look for a free slot now rather than at
     their next recheck; a build whose workflow is gone is skipped."""
     for build_id in build_ids:
         try:
-            await client.get_workflow_handle(workflow_id(build_id)).signal(SLOT_FREED_SIGNAL)
+            handle = client.get_workflow_handle(workflow_id(build_id, prefix))
+            await handle.signal(SLOT_FREED_SIGNAL)
         except RPCError:
             pass
 
@@ -215,9 +217,11 @@ class BuildWorkflow:
         waiting = await workflow.execute_local_activity_method(
             RecordActivities.finish_build, outcome, start_to_close_timeout=LOCAL_TIMEOUT
         )
+        # This workflow's own id tells the deployment's prefix.
+        prefix = workflow.info().workflow_id.removesuffix(workflow_id(outcome.build_id))
         for other in waiting:
             try:
-                await workflow.get_external_workflow_handle(workflow_id(other)).signal(
+                await workflow.get_external_workflow_handle(workflow_id(other, prefix)).signal(
                     SLOT_FREED_SIGNAL
                 )
             except Exception:  # that build's workflow is gone; its own recheck covers it

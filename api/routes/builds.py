@@ -58,7 +58,11 @@ async def rebuild(
 
 @router.post("/{build_id}/cancel", status_code=202)
 async def cancel(
-    build_id: str, user_id: CurrentUserId, sessions: SessionsDep, temporal: TemporalDep
+    build_id: str,
+    user_id: CurrentUserId,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
 ) -> dict[str, Any]:
     """Stop a queued or running build; it ends `canceled` once its container is gone."""
     bid = parse_id(build_id, "buildId")
@@ -72,13 +76,13 @@ async def cancel(
 
     record = await run_in_threadpool(check)
     try:
-        await temporal.get_workflow_handle(workflow_id(bid)).cancel()
+        await temporal.get_workflow_handle(workflow_id(bid, settings.workflow_id_prefix)).cancel()
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise HTTPException(503, "Cancel failed: the workflow service is unavailable") from None
         # No workflow (it never started): nothing runs, so settle the record here.
         outcome = BuildOutcome(bid, BuildStatus.CANCELED, reason="build canceled")
-        await settle(sessions, temporal, outcome)
+        await settle(sessions, temporal, settings, outcome)
     return {"message": "Build cancel requested", "build": record}
 
 

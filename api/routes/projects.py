@@ -107,6 +107,7 @@ async def update_project(
     body: ProjectPatch,
     user_id: CurrentUserId,
     sessions: SessionsDep,
+    settings: SettingsDep,
     temporal: TemporalDep,
 ) -> dict[str, Any]:
     """Change settings; they apply to builds that start from now on."""
@@ -127,13 +128,18 @@ async def update_project(
 
     record, waiting = await run_in_threadpool(update)
     if "maxConcurrentBuilds" in changes:
-        await wake_waiting_builds(temporal, waiting)  # more slots may be free now
+        # More slots may be free now.
+        await wake_waiting_builds(temporal, waiting, settings.workflow_id_prefix)
     return {"message": "Project updated", "project": record}
 
 
 @router.delete("/projects/{project_id}")
 async def delete_project(
-    project_id: str, user_id: CurrentUserId, sessions: SessionsDep, temporal: TemporalDep
+    project_id: str,
+    user_id: CurrentUserId,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
 ) -> dict[str, Any]:
     pid = parse_id(project_id, "projectId")
 
@@ -150,7 +156,10 @@ async def delete_project(
     # Builds still in flight are stopped: their workflow's cleanup removes container and files.
     for build_id in active:
         try:
-            await temporal.get_workflow_handle(workflow_id(build_id)).cancel()
+            handle = temporal.get_workflow_handle(
+                workflow_id(build_id, settings.workflow_id_prefix)
+            )
+            await handle.cancel()
         except Exception as exc:  # already finished, or never started
             log.info("cancel of build %s after project delete: %s", build_id, exc)
     return {"message": "Project deleted", "projectId": pid}

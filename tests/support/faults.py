@@ -79,9 +79,9 @@ def running_container(client: docker.DockerClient, deployment: str, build_id: in
     return found[0] if found else None
 
 
-async def activity_queues(client: Client, build_id: int) -> list[tuple[str, str]]:
+async def activity_queues(client: Client, prefix: str, build_id: int) -> list[tuple[str, str]]:
     """(activity type, task queue) of every activity the build's workflow scheduled."""
-    history = await client.get_workflow_handle(workflow_id(build_id)).fetch_history()
+    history = await client.get_workflow_handle(workflow_id(build_id, prefix)).fetch_history()
     scheduled = []
     for event in history.events:
         if event.HasField("activity_task_scheduled_event_attributes"):

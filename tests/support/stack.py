@@ -54,7 +54,9 @@ def stack_settings(
     return Settings(
         database_url=db_url,
         temporal_address=temporal_address,
-        task_queue=f"kiln-test-{uuid.uuid4().hex[:8]}",
+        task_queue=(queue := f"kiln-test-{uuid.uuid4().hex[:8]}"),
+        # All test stacks share one Temporal namespace: their build ids must not collide.
+        workflow_id_prefix=f"{queue}-",
         jwt_secret=f"test-secret-{uuid.uuid4().hex}",
         worker_id=worker_id,
         workspace_dir=workspace,
