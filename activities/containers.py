@@ -161,15 +161,19 @@ class Containers:
             f"{LABEL_WORKER}={self._settings.worker_id}",
             f"{LABEL_DEPLOYMENT}={self._settings.task_queue}",
         ]
-        found = self._client.containers.list(all=True, filters={"label": labels})
+        found = self._client.containers.list(
+            all=True, ignore_removed=True, filters={"label": labels}
+        )
         return {
             int(c.labels[LABEL_BUILD]): c for c in found if c.labels.get(LABEL_BUILD, "").isdigit()
         }
 
     def remove(self, build_id: int) -> None:
         """Remove every container of the build, running or not; safe to call twice."""
+        labels = build_labels(self._settings.task_queue, build_id)
+        # ignore_removed: a container removed meanwhile (a concurrent cleanup) is no error.
         found = self._client.containers.list(
-            all=True, filters={"label": build_labels(self._settings.task_queue, build_id)}
+            all=True, ignore_removed=True, filters={"label": labels}
         )
         for container in found:
             try:

@@ -90,7 +90,9 @@ def build_containers(stack: Stack, client: docker.DockerClient, build_id: int) -
     """The build's containers, running or not. Other Kiln test stacks share this Docker host
     and number their builds from 1 too: the deployment label keeps them apart."""
     labels = [f"kiln.build={build_id}", f"kiln.deployment={stack.settings.task_queue}"]
-    found: list[Any] = client.containers.list(all=True, filters={"label": labels})
+    found: list[Any] = client.containers.list(
+        all=True, ignore_removed=True, filters={"label": labels}
+    )
     return found
 
 

@@ -43,7 +43,9 @@ async def assert_cleaned_up(stack: Stack, client: docker.DockerClient, build_id:
 
     async def gone() -> bool | None:
         labels = build_labels(stack.settings.task_queue, build_id)
-        containers = client.containers.list(all=True, filters={"label": labels})
+        containers = client.containers.list(
+            all=True, ignore_removed=True, filters={"label": labels}
+        )
         return True if not containers and not workspace.exists() else None
 
     await eventually(gone, timeout=15)

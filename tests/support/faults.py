@@ -70,12 +70,16 @@ def container_lifetimes(
 
 def build_containers(client: docker.DockerClient, deployment: str, build_id: int) -> list[Any]:
     labels = build_labels(deployment, build_id)
-    found: list[Any] = client.containers.list(all=True, filters={"label": labels})
+    found: list[Any] = client.containers.list(
+        all=True, ignore_removed=True, filters={"label": labels}
+    )
     return found
 
 
 def running_container(client: docker.DockerClient, deployment: str, build_id: int) -> Any | None:
-    found = client.containers.list(filters={"label": build_labels(deployment, build_id)})
+    found = client.containers.list(
+        ignore_removed=True, filters={"label": build_labels(deployment, build_id)}
+    )
     return found[0] if found else None
 
 
