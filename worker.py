@@ -20,15 +20,19 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.build import BuildActivities
-from activities.containers import Containers
-from activities.hosts import REFRESH_SECONDS, HostActivities, register_host, unregister_host
+from activities.hosts import HostActivities
 from activities.records import RecordActivities
-from activities.sweep import sweep_host
+from kiln.builds import BuildService
+from kiln.containers import Containers
 from kiln.db import SessionFactory, make_engine, make_session_factory
 from kiln.events import prune_outbox
-from kiln.reconcile import reconcile_once
+from kiln.execution import BuildExecutor
+from kiln.hosts import REFRESH_SECONDS, HostRegistry
 from kiln.settings import Settings, get_settings
+from kiln.sweep import sweep_host
 from workflows.build import BuildWorkflow
+from workflows.client import TemporalWorkflows
+from workflows.reconcile import reconcile_once
 
 log = logging.getLogger("kiln.worker")
 LOCAL_ACTIVITY_SLOTS = 16
@@ -43,7 +47,9 @@ class WorkerProcess:
     sessions: SessionFactory
     containers: Containers
     settings: Settings
-    client: Client
+    builds: BuildService
+    hosts: HostRegistry
+    workflows: TemporalWorkflows
 
     async def maintain(self) -> None:
         """Sweep now, then sweep and reconcile every `KILN_RECONCILE_SECONDS`."""
@@ -53,8 +59,7 @@ class WorkerProcess:
                     sweep_host, self.sessions, self.containers, self.settings.workspace_dir
                 )
                 min_age = timedelta(seconds=self.settings.reconcile_min_age_seconds)
-                prefix = self.settings.workflow_id_prefix
-                await reconcile_once(self.sessions, self.client, min_age, prefix)
+                await reconcile_once(self.builds, self.workflows, min_age)
                 await asyncio.to_thread(prune_outbox, self.sessions)
             except Exception:  # a database or Docker hiccup: the next round tries again
                 log.exception("maintenance round failed")
@@ -69,12 +74,12 @@ class WorkerProcess:
         while True:
             await asyncio.sleep(REFRESH_SECONDS)
             try:
-                await asyncio.to_thread(register_host, self.sessions, self.settings)
+                await asyncio.to_thread(self.hosts.register)
             except Exception:  # the database is away: the entry ages, builds go elsewhere
                 log.warning("could not refresh this host's registration", exc_info=True)
 
     async def run(self) -> None:
-        await asyncio.to_thread(register_host, self.sessions, self.settings)
+        await asyncio.to_thread(self.hosts.register)
         background = [
             asyncio.create_task(self.maintain()),
             asyncio.create_task(self.stay_registered()),
@@ -85,7 +90,7 @@ class WorkerProcess:
             for task in background:
                 task.cancel()
             try:
-                await asyncio.to_thread(unregister_host, self.sessions, self.settings.worker_id)
+                await asyncio.to_thread(self.hosts.unregister)
             except Exception:  # it ages out of the live window anyway
                 log.warning("could not unregister this host", exc_info=True)
 
@@ -93,11 +98,16 @@ class WorkerProcess:
 def build_worker_process(
     client: Client, settings: Settings, executor: ThreadPoolExecutor
 ) -> WorkerProcess:
+    """The composition root: core services, the activities that delegate to them, and the two
+    Temporal workers."""
     sessions = make_session_factory(make_engine(settings.database_url))
     containers = Containers(docker.from_env(), settings)
-    records = RecordActivities(sessions)
-    hosts = HostActivities(sessions, settings)
-    builds = BuildActivities(sessions, containers, settings)
+    build_service = BuildService(sessions)
+    host_registry = HostRegistry(sessions, settings)
+    build_executor = BuildExecutor(sessions, build_service, containers, settings)
+    records = RecordActivities(build_service)
+    hosts = HostActivities(host_registry)
+    builds = BuildActivities(build_executor)
     settings.workspace_dir.mkdir(parents=True, exist_ok=True)
     shared = Worker(
         client,
@@ -120,7 +130,10 @@ def build_worker_process(
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
     )
-    return WorkerProcess([shared, host], sessions, containers, settings, client)
+    workflows = TemporalWorkflows(client, settings)
+    return WorkerProcess(
+        [shared, host], sessions, containers, settings, build_service, host_registry, workflows
+    )
 
 
 async def run_worker(settings: Settings | None = None) -> None:

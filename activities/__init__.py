@@ -1,1 +1,2 @@
-"""Temporal activities: the only code that changes a build after it is queued."""
+"""Temporal activities: thin adapters from Temporal (heartbeats, cancellation, ApplicationError)
+to the core services in `kiln/` they are given."""

@@ -1,79 +1,18 @@
-"""Worker hosts: each registers itself and keeps its entry fresh; a build goes to the live host
-with the most free capacity, so builds spread over all hosts."""
+"""Host choice, as a local activity."""
 
 from __future__ import annotations
 
-import random
-from collections import Counter
-from datetime import timedelta
-
-from sqlalchemy import delete, func, select
 from temporalio import activity
 
-from activities.types import HostRequest
-from kiln.db import SessionFactory
-from kiln.models import Build, BuildStatus, WorkerHost, utcnow
-from kiln.settings import Settings
-
-# A host that has not refreshed its entry for this long is not offered new builds.
-LIVE_WINDOW = timedelta(seconds=15)
-REFRESH_SECONDS = 5.0
-
-
-def register_host(sessions: SessionFactory, settings: Settings) -> None:
-    """Create or refresh this host's entry (called every REFRESH_SECONDS)."""
-    with sessions.begin() as session:
-        host = session.get(WorkerHost, settings.worker_id)
-        if host is None:
-            host = WorkerHost(worker_id=settings.worker_id)
-            session.add(host)
-        host.task_queue = settings.host_queue
-        host.capacity = settings.max_builds_per_host
-        host.seen_at = utcnow()
-
-
-def unregister_host(sessions: SessionFactory, worker_id: str) -> None:
-    with sessions.begin() as session:
-        session.execute(delete(WorkerHost).where(WorkerHost.worker_id == worker_id))
+from kiln.contracts import HostRequest
+from kiln.hosts import HostRegistry
 
 
 class HostActivities:
-    def __init__(self, sessions: SessionFactory, settings: Settings) -> None:
-        self._sessions = sessions
-        self._settings = settings
+    def __init__(self, hosts: HostRegistry) -> None:
+        self._hosts = hosts
 
     @activity.defn(name="pick_host")
     def pick_host(self, request: HostRequest) -> str:
-        """The task queue of the live host with the most free capacity (ties at random), which
-        is recorded on the build. Hosts that failed to pick the build up are skipped; with none
-        left, this worker's own host (it is alive: it is running this workflow task)."""
-        with self._sessions.begin() as session:
-            live = session.scalars(
-                select(WorkerHost).where(
-                    WorkerHost.seen_at > utcnow() - LIVE_WINDOW,
-                    # Hosts of this Kiln only (tests run several on one database).
-                    WorkerHost.task_queue.startswith(f"{self._settings.task_queue}-host-"),
-                    WorkerHost.task_queue.not_in(request.exclude),
-                )
-            ).all()
-            running = Counter(
-                dict(
-                    session.execute(
-                        select(Build.host, func.count())
-                        .where(Build.status == BuildStatus.RUNNING, Build.id != request.build_id)
-                        .group_by(Build.host)
-                    ).all()
-                )
-            )
-            if live:
-                lightest = min(running[h.worker_id] / h.capacity for h in live)
-                chosen = random.choice(
-                    [h for h in live if running[h.worker_id] / h.capacity == lightest]
-                )
-                worker_id, queue = chosen.worker_id, chosen.task_queue
-            else:
-                worker_id, queue = self._settings.worker_id, self._settings.host_queue
-            build = session.get(Build, request.build_id)
-            if build is not None:
-                build.host = worker_id
-            return queue
+        """The task queue of the live host with the most free capacity."""
+        return self._hosts.pick(request.build_id, request.exclude)

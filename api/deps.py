@@ -1,18 +1,22 @@
-"""Dependencies the routes declare: the database session, the caller, the Temporal client."""
+"""Dependencies the routes declare: the request's session, the caller, the services, Temporal."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
+from pydantic import BeforeValidator
 from sqlalchemy.orm import Session
-from temporalio.client import Client
 
 from api.security import InvalidToken, MissingSubject, user_id_from_token
+from kiln.builds import BuildService
 from kiln.db import SessionFactory
 from kiln.models import User
+from kiln.projects import ProjectService
 from kiln.settings import Settings
+from kiln.webhooks import WebhookService
+from workflows.client import Workflows
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -30,20 +34,36 @@ def get_session(sessions: Annotated[SessionFactory, Depends(get_sessions)]) -> I
         yield session
 
 
-def get_temporal(request: Request) -> Client:
-    client: Client = request.app.state.temporal
-    return client
+def get_workflows(request: Request) -> Workflows:
+    workflows: Workflows = request.app.state.workflows
+    return workflows
+
+
+def get_builds(sessions: Annotated[SessionFactory, Depends(get_sessions)]) -> BuildService:
+    return BuildService(sessions)
+
+
+def get_projects(sessions: Annotated[SessionFactory, Depends(get_sessions)]) -> ProjectService:
+    return ProjectService(sessions)
+
+
+def get_webhooks(sessions: Annotated[SessionFactory, Depends(get_sessions)]) -> WebhookService:
+    return WebhookService(sessions)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
 SessionDep = Annotated[Session, Depends(get_session)]
-TemporalDep = Annotated[Client, Depends(get_temporal)]
+WorkflowsDep = Annotated[Workflows, Depends(get_workflows)]
+BuildsDep = Annotated[BuildService, Depends(get_builds)]
+ProjectsDep = Annotated[ProjectService, Depends(get_projects)]
+WebhooksDep = Annotated[WebhookService, Depends(get_webhooks)]
 
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-def get_current_user_id(request: Request, settings: SettingsDep, sessions: SessionsDep) -> int:
+def get_current_user(request: Request, settings: SettingsDep, session: SessionDep) -> User:
+    """The caller, from `Authorization: Bearer <token>`: 401 without a valid token, 400 for a
+    genuine token that names no user."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "Authorization token is missing", headers=UNAUTHORIZED)
@@ -53,17 +73,32 @@ def get_current_user_id(request: Request, settings: SettingsDep, sessions: Sessi
         raise HTTPException(401, "Authorization token is invalid", headers=UNAUTHORIZED) from None
     except MissingSubject:
         raise HTTPException(400, "User ID is missing") from None
-    with sessions() as session:
-        if session.get(User, user_id) is None:
-            raise HTTPException(401, "Authorization token is invalid", headers=UNAUTHORIZED)
-    return user_id
+    user = session.get(User, user_id)
+    # End the read at once: on SQLite every transaction holds the write lock (BEGIN
+    # IMMEDIATE), and the services the route calls next open sessions of their own.
+    session.commit()
+    if user is None:
+        raise HTTPException(401, "Authorization token is invalid", headers=UNAUTHORIZED)
+    return user
 
 
-CurrentUserId = Annotated[int, Depends(get_current_user_id)]
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+# Path ids: positive integers written in plain digits; anything else is a 400 naming the id
+# (api.errors). Ids beyond the database's 32-bit range name nothing: a 404, like any id that
+# names nothing.
+MAX_PATH_ID = 10**30
 
 
-def parse_id(raw: str, name: str) -> int:
-    """Ids arrive as path text: anything but a positive whole number is a 400, not a 422."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 30 or int(raw) == 0:
-        raise HTTPException(400, f"{name} must be a positive integer")
-    return int(raw)
+def _plain_digits(value: object) -> object:
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("not a positive integer")
+    return value
+
+
+BuildId = Annotated[
+    int, BeforeValidator(_plain_digits), Path(alias="buildId", ge=1, le=MAX_PATH_ID)
+]
+ProjectId = Annotated[
+    int, BeforeValidator(_plain_digits), Path(alias="projectId", ge=1, le=MAX_PATH_ID)
+]

@@ -1,7 +1,9 @@
-"""Every error answers `{"message": "..."}`; invalid input is a 400, never a 422."""
+"""Every error answers `{"message": "..."}`; invalid input is a 400, never a 422. The core's
+RequestErrors and the queueing failures map to their status codes here, in one place."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,15 +11,34 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from kiln.errors import Conflict, Forbidden, NotFound, RequestError
 
-def message(status: int, text: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"message": text})
+REQUEST_ERRORS: dict[type[RequestError], int] = {NotFound: 404, Forbidden: 403, Conflict: 409}
+
+
+class QueueingFailed(Exception):
+    """The build rows could not be written (nothing was queued): a 500 with this message."""
+
+
+class NotQueued(Exception):
+    """Some workflow could not be started (those builds are `failed`): a 503."""
+
+    def __init__(self, *, started_any: bool) -> None:
+        super().__init__("Build could not be queued: the workflow service is unavailable")
+        self.started_any = started_any
+
+
+def message(status: int, text: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"message": text}, headers=headers)
 
 
 def _describe(error: dict[str, Any]) -> str:
     if error.get("type") == "json_invalid":
         return "Request body is not valid JSON"
-    where = [str(part) for part in error.get("loc", ()) if part not in ("body", "path", "query")]
+    location = tuple(error.get("loc", ()))
+    if location[:1] == ("path",) and len(location) == 2:
+        return f"{location[1]} must be a positive integer"
+    where = [str(part) for part in location if part not in ("body", "path", "query")]
     text = str(error.get("msg", "invalid value"))
     return f"{'.'.join(where)}: {text}" if where else text
 
@@ -25,11 +46,21 @@ def _describe(error: dict[str, Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            status_code=exc.status_code, content={"message": str(exc.detail)}, headers=exc.headers
-        )
+        return message(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         return message(400, _describe(errors[0]) if errors else "Invalid request")
+
+    @app.exception_handler(RequestError)
+    async def request_error(_request: Request, exc: RequestError) -> JSONResponse:
+        return message(REQUEST_ERRORS.get(type(exc), 400), str(exc))
+
+    @app.exception_handler(QueueingFailed)
+    async def queueing_failed(_request: Request, exc: QueueingFailed) -> JSONResponse:
+        return message(500, str(exc))
+
+    @app.exception_handler(NotQueued)
+    async def not_queued(_request: Request, exc: NotQueued) -> JSONResponse:
+        return message(503, str(exc))

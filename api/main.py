@@ -14,11 +14,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
 from api import errors
+from api.pubsub import DatabaseManager
 from api.routes import auth, builds, projects, webhooks
 from api.sockets import create_socket_server
 from kiln.db import make_engine, make_session_factory
-from kiln.events import DatabaseManager
 from kiln.settings import Settings, get_settings
+from workflows.client import TemporalWorkflows, Workflows
 
 log = logging.getLogger(__name__)
 CONNECT_ATTEMPTS = 30
@@ -39,7 +40,9 @@ async def connect_temporal(settings: Settings) -> Client:
     raise AssertionError("unreachable")
 
 
-def create_app(settings: Settings | None = None) -> Any:
+def create_app(settings: Settings | None = None, workflows: Workflows | None = None) -> Any:
+    """The ASGI app: REST and Socket.io. Without `workflows` it connects to Temporal at start
+    (tests of the API hand in a fake)."""
     settings = settings or get_settings()
     if not settings.jwt_secret:
         raise RuntimeError("KILN_JWT_SECRET is not set: the API refuses to start without it")
@@ -50,7 +53,9 @@ def create_app(settings: Settings | None = None) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.temporal = await connect_temporal(settings)
+        app.state.workflows = workflows or TemporalWorkflows(
+            await connect_temporal(settings), settings
+        )
         # Listen before serving: a client that connects and then queues a build must not miss
         # the build's first event.
         sio.manager_initialized = True
@@ -64,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Any:
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.sio = sio
+    app.state.manager = manager
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -8,9 +8,9 @@ from typing import Any
 import socketio
 from starlette.concurrency import run_in_threadpool
 
+from api.pubsub import DatabaseManager
 from api.security import InvalidToken, MissingSubject, user_id_from_token
 from kiln.db import SessionFactory
-from kiln.events import DatabaseManager
 from kiln.models import User
 from kiln.records import user_room
 from kiln.settings import Settings

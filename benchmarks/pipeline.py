@@ -21,9 +21,9 @@ from pathlib import Path
 
 import docker
 
+from cli.temporal_server import start_dev_server
 from kiln.git import checkout
 from kiln.migrate import upgrade
-from kiln.temporal_server import start_dev_server
 from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.git_server import GitServer
 from tests.support.images import ensure_busybox_image

@@ -1,7 +1,7 @@
 """Git over the network: resolve a branch head, and check out exactly one pinned commit.
 
 Errors say whether trying again could help: a repository or commit that does not exist never
-will, a refused connection or a timeout may.
+will (`GitRefused`, permanent), a refused connection or a timeout may (`GitUnavailable`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from kiln.errors import KilnError, PermanentError, RetryableError
+
 # Messages by which git says the thing asked for does not exist or is not ours to read.
 _PERMANENT = re.compile(
     r"not found|does not appear to be a git repository|couldn't find remote ref"
@@ -25,12 +27,24 @@ _USERINFO = re.compile(r"(https?://)[^/@\s]+@", re.IGNORECASE)
 SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
-class GitError(Exception):
-    """A git command failed; `permanent` is true when retrying cannot succeed."""
+class GitError(KilnError):
+    """A git command failed."""
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
+    @property
+    def permanent(self) -> bool:
+        return isinstance(self, PermanentError)
+
+
+class GitRefused(GitError, PermanentError):
+    """The repository, branch or commit does not exist or is not ours to read."""
+
+
+class GitUnavailable(GitError, RetryableError):
+    """git could not reach the repository, or timed out: it may pass."""
+
+
+def git_error(message: str, *, permanent: bool) -> GitError:
+    return GitRefused(message) if permanent else GitUnavailable(message)
 
 
 def redact(text: str) -> str:
@@ -72,11 +86,11 @@ def _git(
             command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise GitError(f"git {args[0]} timed out after {timeout:g}s", permanent=False) from exc
+        raise GitUnavailable(f"git {args[0]} timed out after {timeout:g}s") from exc
     if done.returncode != 0:
         detail = redact(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
         message = f"git {args[0]} failed: {detail or f'exit code {done.returncode}'}"
-        raise GitError(message, permanent=bool(_PERMANENT.search(done.stderr)))
+        raise git_error(message, permanent=bool(_PERMANENT.search(done.stderr)))
     return done.stdout
 
 
@@ -89,7 +103,7 @@ def resolve_branch(url: str, branch: str, *, timeout: float, pin: str | None = N
         sha, _, ref = line.partition("\t")
         if ref == f"refs/heads/{branch}":
             return sha
-    raise GitError(f"branch '{branch}' not found in the repository", permanent=True)
+    raise GitRefused(f"branch '{branch}' not found in the repository")
 
 
 @dataclass(frozen=True)
@@ -106,7 +120,7 @@ def checkout(
     `dest` is emptied first: a workspace that a build container has had mounted may hold hooks
     or repository config planted by the build, and git must never run those on the host."""
     if not SHA_RE.match(sha):
-        raise GitError(f"'{sha}' is not a full commit hash", permanent=True)
+        raise GitRefused(f"'{sha}' is not a full commit hash")
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     _git(["init", "-q", "."], cwd=dest, timeout=timeout)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
+from sqlalchemy import Enum as SQLEnum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -107,7 +108,16 @@ class Build(Base):
     project_id: Mapped[int] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), index=True
     )
-    status: Mapped[str] = mapped_column(String(16), default=BuildStatus.QUEUED.value)
+    status: Mapped[BuildStatus] = mapped_column(
+        # Stored as the plain word (VARCHAR(16)), read back as the enum.
+        SQLEnum(
+            BuildStatus,
+            native_enum=False,
+            length=16,
+            values_callable=lambda statuses: [status.value for status in statuses],
+        ),
+        default=BuildStatus.QUEUED,
+    )
     commit: Mapped[str] = mapped_column(Text, default="")
     branch: Mapped[str] = mapped_column(String(255))
     commit_author: Mapped[str] = mapped_column(String(500), default="")

@@ -10,12 +10,18 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-
-class RepoRefused(ValueError):
-    """Kiln will not fetch from this URL."""
+from kiln.errors import KilnError, PermanentError, RetryableError
 
 
-class RepoUnresolvable(RepoRefused):
+class RepoRefused(KilnError):
+    """Kiln will not fetch from this URL, now."""
+
+
+class RepoForbidden(RepoRefused, PermanentError):
+    """Kiln never fetches from this URL (not http(s), no host, a local or private address)."""
+
+
+class RepoUnresolvable(RepoRefused, RetryableError):
     """The URL's host has no address right now (which may pass)."""
 
 
@@ -28,11 +34,11 @@ def check_repo_url(url: str, *, allow_local: bool) -> str | None:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise RepoRefused("repoUrl is not a valid URL") from None
+        raise RepoForbidden("repoUrl is not a valid URL") from None
     if parts.scheme not in ("http", "https"):
-        raise RepoRefused("repoUrl must be an http:// or https:// URL")
+        raise RepoForbidden("repoUrl must be an http:// or https:// URL")
     if not parts.hostname:
-        raise RepoRefused("repoUrl has no host")
+        raise RepoForbidden("repoUrl has no host")
     if allow_local:
         return None
     try:
@@ -42,7 +48,7 @@ def check_repo_url(url: str, *, allow_local: bool) -> str | None:
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     for address in addresses:
         if not address.is_global:
-            raise RepoRefused(
+            raise RepoForbidden(
                 f"repoUrl host '{parts.hostname}' is a local or private address; "
                 "set KILN_ALLOW_LOCAL_REPOS=true to allow it"
             )

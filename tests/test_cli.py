@@ -33,7 +33,7 @@ def _listening(port: int) -> bool:
 
 def test_api_refuses_to_start_without_a_jwt_secret(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "kiln.cli", "api"],
+        [sys.executable, "-m", "cli", "api"],
         cwd=tmp_path,
         env=_env(),
         capture_output=True,
@@ -53,7 +53,7 @@ def kiln_dev(cwd: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
         KILN_BUILD_NETWORK="none",
         KILN_TASK_QUEUE=f"kiln-dev-{uuid.uuid4().hex[:8]}",
     )
-    process = subprocess.Popen([sys.executable, "-m", "kiln.cli", "dev"], cwd=cwd, env=env)
+    process = subprocess.Popen([sys.executable, "-m", "cli", "dev"], cwd=cwd, env=env)
     try:
         yield process
     finally:

@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy import select
 from temporalio.client import Client
 
+from kiln.builds import BuildService
 from kiln.db import make_engine, make_session_factory
 from kiln.migrate import upgrade
 from kiln.models import Build, BuildStatus, WorkerHost, utcnow
-from kiln.reconcile import reconcile_once
 from kiln.settings import Settings
 from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.faults import (
@@ -41,7 +41,9 @@ from tests.support.faults import (
 from tests.support.git_server import GitServer
 from tests.support.processes import KilnProcess, api_process, worker_process
 from tests.support.stack import SocketRecorder, Stack, User, eventually, free_port, stack_settings
-from workflows.build import workflow_id
+from workflows.client import TemporalWorkflows
+from workflows.ids import workflow_id
+from workflows.reconcile import reconcile_once
 
 FINAL = ("passed", "failed", "canceled")
 
@@ -410,9 +412,8 @@ async def test_reconciler_fails_a_build_whose_workflow_never_started(cluster: Cl
     with cluster.stack.sessions.begin() as session:
         orphan = Build(project_id=project_id, branch="main", commit_hash="a" * 40)
         session.add(orphan)
-    settled = await reconcile_once(
-        cluster.stack.sessions, cluster.temporal, timedelta(0), cluster.prefix
-    )
+    workflows = TemporalWorkflows(cluster.temporal, cluster.settings)
+    settled = await reconcile_once(BuildService(cluster.stack.sessions), workflows, timedelta(0))
     assert orphan.id in settled
     build = await cluster.stack.build(user, orphan.id)
     assert build["status"] == "failed" and build["finishedAt"] is not None

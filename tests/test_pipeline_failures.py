@@ -13,10 +13,10 @@ import uuid
 import docker
 from temporalio.client import Client
 
-from activities.containers import build_labels
+from kiln.containers import build_labels
 from tests.support.git_server import GitRepo, GitServer
 from tests.support.stack import Stack, eventually
-from workflows.build import workflow_id
+from workflows.ids import workflow_id
 
 # A permanent error ends the build on its first attempt (about a second). The retry policy for
 # infrastructure trouble waits 1 + 2 + 4 + 8 + 16 s between its six attempts, so a build that

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import SessionDep, SettingsDep
-from api.schemas import LoginIn, RegisterIn
+from api.schemas import AuthAnswer, LoginIn, RegisterIn, errors
 from api.security import create_token, hash_password, verify_password
 from kiln.models import User
 
@@ -20,7 +20,7 @@ def _user(user: User) -> dict[str, Any]:
     return {"id": user.id, "email": user.email, "name": user.name}
 
 
-@router.post("/register", status_code=201)
+@router.post("/register", status_code=201, response_model=AuthAnswer, responses=errors(400, 409))
 def register(body: RegisterIn, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     email = body.email.lower()
     if session.scalar(select(User.id).where(func.lower(User.email) == email)) is not None:
@@ -36,7 +36,7 @@ def register(body: RegisterIn, session: SessionDep, settings: SettingsDep) -> di
     return {"message": "User registered", "user": _user(user), "token": token}
 
 
-@router.post("/login")
+@router.post("/login", response_model=AuthAnswer, responses=errors(400, 401))
 def login(body: LoginIn, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     user = session.scalar(select(User).where(func.lower(User.email) == body.email.lower()))
     if user is None or not verify_password(user.password_hash, body.password):

@@ -1,108 +1,83 @@
-"""Builds: fetch one, its logs, and rebuild it at the same pinned commit."""
+"""Builds: fetch one, its logs, rebuild it at the same pinned commit, cancel it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from temporalio.service import RPCError, RPCStatusCode
 
-from activities.types import BuildOutcome
-from api.access import owned_build
-from api.deps import CurrentUserId, SessionDep, SessionsDep, SettingsDep, TemporalDep, parse_id
-from api.queueing import queue_builds, settle
+from api.deps import BuildId, BuildsDep, CurrentUser, SessionDep, WorkflowsDep
+from api.queueing import start_builds, write_builds
+from api.schemas import BuildAnswer, BuildFetched, BuildLogs, errors
+from kiln.access import owned_build
+from kiln.contracts import BuildOutcome
 from kiln.logs import read_log
-from kiln.models import Build, BuildStatus
 from kiln.records import build_record, project_summary, queue_positions
-from workflows.build import workflow_id
+from workflows.client import WorkflowsUnavailable, settle
 
 router = APIRouter(prefix="/api/build", tags=["builds"])
+OWNED = (400, 401, 403, 404)
 
 
 @router.post("/rebuild/", include_in_schema=False)
 @router.get("/", include_in_schema=False)
-def missing_build_id(_user_id: CurrentUserId) -> None:
+def missing_build_id(_user: CurrentUser) -> None:
     raise HTTPException(400, "buildId is missing")
 
 
-@router.post("/rebuild/{build_id}", status_code=201)
+@router.post(
+    "/rebuild/{buildId}",
+    status_code=201,
+    response_model=BuildAnswer,
+    responses=errors(*OWNED, 500, 503),
+)
 async def rebuild(
-    build_id: str,
-    user_id: CurrentUserId,
-    sessions: SessionsDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
+    build_id: BuildId, user: CurrentUser, builds: BuildsDep, workflows: WorkflowsDep
 ) -> dict[str, Any]:
     """A new `queued` build at the original's commit; the original is left as it was."""
-    original_id = parse_id(build_id, "buildId")
-
-    def insert(session: Session) -> tuple[list[Build], dict[str, Any]]:
-        original = owned_build(session, original_id, user_id)
-        copy = Build(
-            project_id=original.project_id,
-            commit=original.commit,
-            branch=original.branch,
-            commit_author=original.commit_author,
-            commit_hash=original.commit_hash,
-        )
-        session.add(copy)
-        return [copy], {}
-
-    builds, _ = await queue_builds(
-        sessions, temporal, settings, insert, "Failed to insert the new build record"
+    record = await write_builds(
+        lambda: builds.rebuild(user.id, build_id), "Failed to insert the new build record"
     )
-    return {"message": "Build re-queued", "build": builds[0]}
+    await start_builds(builds, workflows, [record])
+    return {"message": "Build re-queued", "build": record}
 
 
-@router.post("/{build_id}/cancel", status_code=202)
+@router.post(
+    "/{buildId}/cancel", status_code=202, response_model=BuildAnswer, responses=errors(*OWNED, 409)
+)
 async def cancel(
-    build_id: str,
-    user_id: CurrentUserId,
-    sessions: SessionsDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
+    build_id: BuildId, user: CurrentUser, builds: BuildsDep, workflows: WorkflowsDep
 ) -> dict[str, Any]:
     """Stop a queued or running build; it ends `canceled` once its container is gone."""
-    bid = parse_id(build_id, "buildId")
-
-    def check() -> dict[str, Any]:
-        with sessions() as session:
-            build = owned_build(session, bid, user_id)
-            if BuildStatus(build.status).is_final:
-                raise HTTPException(409, f"Build already finished ({build.status})")
-            return build_record(build, queue_positions(session, [build.project_id]))
-
-    record = await run_in_threadpool(check)
+    record = await run_in_threadpool(builds.cancellable, user.id, build_id)
     try:
-        await temporal.get_workflow_handle(workflow_id(bid, settings.workflow_id_prefix)).cancel()
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise HTTPException(503, "Cancel failed: the workflow service is unavailable") from None
+        has_workflow = await workflows.cancel(build_id)
+    except WorkflowsUnavailable:
+        raise HTTPException(503, "Cancel failed: the workflow service is unavailable") from None
+    if not has_workflow:
         # No workflow (it never started): nothing runs, so settle the record here.
-        outcome = BuildOutcome(bid, BuildStatus.CANCELED, reason="build canceled")
-        await settle(sessions, temporal, settings, outcome)
+        await settle(builds, workflows, BuildOutcome.canceled(build_id))
     return {"message": "Build cancel requested", "build": record}
 
 
-@router.get("/{build_id}")
-def get_build(build_id: str, user_id: CurrentUserId, session: SessionDep) -> dict[str, Any]:
-    build = owned_build(session, parse_id(build_id, "buildId"), user_id)
+@router.get("/{buildId}", response_model=BuildFetched, responses=errors(*OWNED))
+def get_build(build_id: BuildId, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    build = owned_build(session, build_id, user.id)
     positions = queue_positions(session, [build.project_id])
     record = build_record(build, positions) | {"project": project_summary(build.project)}
     return {"message": "Build fetched", "build": record}
 
 
-@router.get("/{build_id}/logs")
+@router.get("/{buildId}/logs", response_model=BuildLogs, responses=errors(*OWNED))
 def get_logs(
-    build_id: str,
-    user_id: CurrentUserId,
+    build_id: BuildId,
+    user: CurrentUser,
     session: SessionDep,
     offset: int = Query(default=0, ge=0, le=2**62),
 ) -> dict[str, Any]:
     """The output so far from byte `offset`; ask again with `nextOffset` for the rest."""
-    build = owned_build(session, parse_id(build_id, "buildId"), user_id)
+    build = owned_build(session, build_id, user.id)
     data, next_offset = read_log(session, build.id, offset)
     return {
         "message": "Build logs fetched",

@@ -1,4 +1,4 @@
-"""Projects: create (which queues the first build), list with builds, fetch, delete."""
+"""Projects: create (which queues the first build), list with builds, fetch, change, delete."""
 
 from __future__ import annotations
 
@@ -6,90 +6,26 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
 from starlette.concurrency import run_in_threadpool
 
-from api.access import owned_project
-from api.deps import CurrentUserId, SessionDep, SessionsDep, SettingsDep, TemporalDep, parse_id
-from api.queueing import queue_builds
-from api.schemas import ProjectIn, ProjectPatch
-from kiln.git import GitError, redact, repo_key, resolve_branch
-from kiln.models import Build, BuildStatus, Project
-from kiln.records import project_record, queue_positions
-from kiln.repos import RepoRefused, check_repo_url
-from workflows.build import wake_waiting_builds, workflow_id
+from api.deps import BuildsDep, CurrentUser, ProjectId, ProjectsDep, SettingsDep, WorkflowsDep
+from api.queueing import start_builds, write_builds
+from api.schemas import (
+    ProjectAnswer,
+    ProjectCreated,
+    ProjectDeleted,
+    ProjectIn,
+    ProjectPatch,
+    ProjectsFetched,
+    errors,
+)
+from kiln.git import GitError, redact
+from kiln.projects import NewProject, resolve_head
+from kiln.repos import RepoRefused
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/project", tags=["projects"])
-
-
-def _resolve_head(body: ProjectIn, allow_local: bool, timeout: float) -> str:
-    pin = check_repo_url(body.repoUrl, allow_local=allow_local)
-    return resolve_branch(body.repoUrl, body.branch, timeout=timeout, pin=pin)
-
-
-@router.post("/projects", status_code=201)
-async def create_project(
-    body: ProjectIn,
-    user_id: CurrentUserId,
-    sessions: SessionsDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
-) -> dict[str, Any]:
-    try:
-        head = await run_in_threadpool(
-            _resolve_head, body, settings.allow_local_repos, settings.git_timeout_seconds
-        )
-    except RepoRefused as exc:
-        raise HTTPException(400, str(exc)) from None
-    except GitError as exc:
-        raise HTTPException(400, f"Could not resolve branch '{body.branch}': {exc}") from None
-
-    def insert(session: Session) -> tuple[list[Build], dict[str, Any]]:
-        project = Project(
-            owner_id=user_id,
-            name=body.name,
-            repo_url=body.repoUrl,
-            branch=body.branch,
-            image=body.image,
-            build_command=body.buildCommand,
-            timeout_seconds=body.timeoutSeconds,
-            max_concurrent_builds=body.maxConcurrentBuilds,
-            repo_key=repo_key(body.repoUrl),
-        )
-        build = Build(project=project, branch=body.branch, commit_hash=head)
-        session.add_all([project, build])
-        session.flush()
-        return [build], project_record(project)
-
-    builds, project = await queue_builds(
-        sessions, temporal, settings, insert, "Failed to create the project"
-    )
-    log.info("project %s created from %s", project["id"], redact(body.repoUrl))
-    return {"message": "Project created", "project": project, "build": builds[0]}
-
-
-@router.get("/projects")
-def list_projects(user_id: CurrentUserId, session: SessionDep) -> dict[str, Any]:
-    projects = session.scalars(
-        select(Project)
-        .where(Project.owner_id == user_id)
-        .options(selectinload(Project.builds))
-        .order_by(Project.id)
-    ).all()
-    positions = queue_positions(session, [project.id for project in projects])
-    records = [project_record(p, positions=positions, with_builds=True) for p in projects]
-    return {"message": "Projects fetched", "projects": records}
-
-
-@router.get("/projects/{project_id}")
-def get_project(project_id: str, user_id: CurrentUserId, session: SessionDep) -> dict[str, Any]:
-    project = owned_project(session, parse_id(project_id, "projectId"), user_id)
-    positions = queue_positions(session, [project.id])
-    record = project_record(project, positions=positions, with_builds=True)
-    return {"message": "Project fetched", "project": record}
-
+OWNED = (400, 401, 403, 404)
 
 # API field → model attribute, for the settings PATCH may change.
 PATCHABLE = {
@@ -101,65 +37,90 @@ PATCHABLE = {
 }
 
 
-@router.patch("/projects/{project_id}")
-async def update_project(
-    project_id: str,
-    body: ProjectPatch,
-    user_id: CurrentUserId,
-    sessions: SessionsDep,
+@router.post(
+    "/projects",
+    status_code=201,
+    response_model=ProjectCreated,
+    responses=errors(400, 401, 500, 503),
+)
+async def create_project(
+    body: ProjectIn,
+    user: CurrentUser,
+    projects: ProjectsDep,
+    builds: BuildsDep,
     settings: SettingsDep,
-    temporal: TemporalDep,
+    workflows: WorkflowsDep,
+) -> dict[str, Any]:
+    """Resolve the branch head, then create the project with its first build pinned to it."""
+    try:
+        head = await run_in_threadpool(
+            lambda: resolve_head(
+                body.repoUrl,
+                body.branch,
+                allow_local=settings.allow_local_repos,
+                timeout=settings.git_timeout_seconds,
+            )
+        )
+    except RepoRefused as exc:
+        raise HTTPException(400, str(exc)) from None
+    except GitError as exc:
+        raise HTTPException(400, f"Could not resolve branch '{body.branch}': {exc}") from None
+    new = NewProject(
+        name=body.name,
+        repo_url=body.repoUrl,
+        branch=body.branch,
+        image=body.image,
+        build_command=body.buildCommand,
+        timeout_seconds=body.timeoutSeconds,
+        max_concurrent_builds=body.maxConcurrentBuilds,
+    )
+    project, build = await write_builds(
+        lambda: projects.create(user.id, new, head), "Failed to create the project"
+    )
+    await start_builds(builds, workflows, [build])
+    log.info("project %s created from %s", project["id"], redact(body.repoUrl))
+    return {"message": "Project created", "project": project, "build": build}
+
+
+@router.get("/projects", response_model=ProjectsFetched, responses=errors(401))
+def list_projects(user: CurrentUser, projects: ProjectsDep) -> dict[str, Any]:
+    return {"message": "Projects fetched", "projects": projects.list_owned(user.id)}
+
+
+@router.get("/projects/{projectId}", response_model=ProjectAnswer, responses=errors(*OWNED))
+def get_project(project_id: ProjectId, user: CurrentUser, projects: ProjectsDep) -> dict[str, Any]:
+    return {"message": "Project fetched", "project": projects.get(user.id, project_id)}
+
+
+@router.patch("/projects/{projectId}", response_model=ProjectAnswer, responses=errors(*OWNED))
+async def update_project(
+    project_id: ProjectId,
+    body: ProjectPatch,
+    user: CurrentUser,
+    projects: ProjectsDep,
+    workflows: WorkflowsDep,
 ) -> dict[str, Any]:
     """Change settings; they apply to builds that start from now on."""
-    pid = parse_id(project_id, "projectId")
     changes = body.model_dump(exclude_unset=True)
     for field, value in changes.items():
         if value is None:
             raise HTTPException(400, f"{field} may not be null")
-
-    def update() -> tuple[dict[str, Any], list[int]]:
-        with sessions.begin() as session:
-            project = owned_project(session, pid, user_id)
-            for field, value in changes.items():
-                setattr(project, PATCHABLE[field], value)
-            positions = queue_positions(session, [project.id])
-            waiting = [build.id for build in project.builds if build.id in positions]
-            return project_record(project, positions=positions, with_builds=True), waiting
-
-    record, waiting = await run_in_threadpool(update)
+    attributes = {PATCHABLE[field]: value for field, value in changes.items()}
+    record, waiting = await run_in_threadpool(projects.update, user.id, project_id, attributes)
     if "maxConcurrentBuilds" in changes:
-        # More slots may be free now.
-        await wake_waiting_builds(temporal, waiting, settings.workflow_id_prefix)
+        await workflows.wake(waiting)  # more slots may be free now
     return {"message": "Project updated", "project": record}
 
 
-@router.delete("/projects/{project_id}")
+@router.delete("/projects/{projectId}", response_model=ProjectDeleted, responses=errors(*OWNED))
 async def delete_project(
-    project_id: str,
-    user_id: CurrentUserId,
-    sessions: SessionsDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
+    project_id: ProjectId, user: CurrentUser, projects: ProjectsDep, workflows: WorkflowsDep
 ) -> dict[str, Any]:
-    pid = parse_id(project_id, "projectId")
-
-    def remove() -> list[int]:
-        with sessions.begin() as session:
-            project = owned_project(session, pid, user_id)
-            active = [
-                build.id for build in project.builds if not BuildStatus(build.status).is_final
-            ]
-            session.delete(project)
-            return active
-
-    active = await run_in_threadpool(remove)
+    active = await run_in_threadpool(projects.delete, user.id, project_id)
     # Builds still in flight are stopped: their workflow's cleanup removes container and files.
     for build_id in active:
         try:
-            handle = temporal.get_workflow_handle(
-                workflow_id(build_id, settings.workflow_id_prefix)
-            )
-            await handle.cancel()
-        except Exception as exc:  # already finished, or never started
+            await workflows.cancel(build_id)
+        except Exception as exc:  # Temporal away: the reconciler settles them later
             log.info("cancel of build %s after project delete: %s", build_id, exc)
-    return {"message": "Project deleted", "projectId": pid}
+    return {"message": "Project deleted", "projectId": project_id}

@@ -12,9 +12,9 @@ from typing import Any
 import docker
 from temporalio.client import Client
 
-from activities.containers import build_labels
-from kiln.temporal_server import start_dev_server, wait_for_port
-from workflows.build import workflow_id
+from cli.temporal_server import start_dev_server, wait_for_port
+from kiln.containers import build_labels
+from workflows.ids import workflow_id
 
 
 @dataclass

@@ -10,8 +10,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.temporal_server import wait_for_port
 from kiln.settings import Settings
-from kiln.temporal_server import wait_for_port
 
 
 def kiln_env(settings: Settings, **overrides: str) -> dict[str, str]:
@@ -35,7 +35,7 @@ class KilnProcess:
         assert self.process is None or self.process.poll() is not None, "already running"
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child holds it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kiln.cli", self.role], env=self.env, stdout=log, stderr=log
+            [sys.executable, "-m", "cli", self.role], env=self.env, stdout=log, stderr=log
         )
         log.close()
         if self.role == "api":

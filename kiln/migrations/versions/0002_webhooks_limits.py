@@ -7,16 +7,27 @@ Create Date: 2026-11-28
 
 import secrets
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from alembic import op
-
-from kiln.git import repo_key
 
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+# A copy of kiln.git.repo_key as of this revision: migrations must not change when the app does.
+def _repo_key(url: str) -> str:
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    port = parts.port  # raises ValueError when not a valid port
+    if port:
+        host = f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    path = path.removesuffix(".git").rstrip("/")
+    return f"{parts.scheme.lower()}://{host}{path}"
 
 
 def upgrade() -> None:
@@ -43,7 +54,7 @@ def upgrade() -> None:
         connection.execute(
             projects.update()
             .where(projects.c.id == project_id)
-            .values(webhook_secret=secrets.token_hex(32), repo_key=repo_key(repo_url))
+            .values(webhook_secret=secrets.token_hex(32), repo_key=_repo_key(repo_url))
         )
     with op.batch_alter_table("projects") as batch:
         batch.alter_column("webhook_secret", existing_type=sa.String(100), nullable=False)

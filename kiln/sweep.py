@@ -5,18 +5,17 @@ and then periodically."""
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from pathlib import Path
 
 from sqlalchemy import select
 
-from activities.containers import Containers
+from kiln.containers import Containers
 from kiln.db import SessionFactory
 from kiln.models import Build, BuildStatus
+from kiln.workspaces import build_id_of
 
 log = logging.getLogger(__name__)
-_WORKSPACE = re.compile(r"^build-(\d+)$")
 
 
 def _still_active(sessions: SessionFactory, build_ids: set[int]) -> set[int]:
@@ -35,9 +34,9 @@ def sweep_host(sessions: SessionFactory, containers: Containers, workspace_dir: 
     workspaces = {}
     if workspace_dir.is_dir():
         for entry in workspace_dir.iterdir():
-            match = _WORKSPACE.match(entry.name)
-            if match and entry.is_dir():
-                workspaces[int(match.group(1))] = entry
+            build_id = build_id_of(entry.name)
+            if build_id is not None and entry.is_dir():
+                workspaces[build_id] = entry
     active = _still_active(sessions, set(found) | set(workspaces))
     tidied = sorted((set(found) | set(workspaces)) - active)
     for build_id in tidied:

@@ -1,10 +1,10 @@
-"""Ownership checks shared by the project and build routes: 404 when absent, 403 when not yours."""
+"""Ownership: a project or build that does not exist is NotFound, one of another user Forbidden."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException
 from sqlalchemy.orm import Session, joinedload
 
+from kiln.errors import Forbidden, NotFound
 from kiln.models import Build, Project
 
 # Ids are 32-bit in the database: a larger one names nothing (and must not reach a query).
@@ -14,9 +14,9 @@ MAX_ID = 2**31 - 1
 def owned_project(session: Session, project_id: int, user_id: int) -> Project:
     project = session.get(Project, project_id) if project_id <= MAX_ID else None
     if project is None:
-        raise HTTPException(404, "Project not found")
+        raise NotFound("Project not found")
     if project.owner_id != user_id:
-        raise HTTPException(403, "You do not have access to this project")
+        raise Forbidden("You do not have access to this project")
     return project
 
 
@@ -27,7 +27,7 @@ def owned_build(session: Session, build_id: int, user_id: int) -> Build:
         else None
     )
     if build is None:
-        raise HTTPException(404, "Build not found")
+        raise NotFound("Build not found")
     if build.project.owner_id != user_id:
-        raise HTTPException(403, "You do not have access to this build")
+        raise Forbidden("You do not have access to this build")
     return build

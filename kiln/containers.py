@@ -1,7 +1,15 @@
-"""Build containers: create (or find again), stream output, wait, stop, remove.
+"""The Docker adapter: a build container's lifecycle as small steps.
 
-One container per build, named and labelled from the build id: an activity that runs again
-after a crash finds the container of the first attempt instead of starting a second one.
+    start   create (or find again) and start the build's container
+    follow  feed its output, from its start, to a writer until it exits (blocks)
+    wait    its exit code, once it has exited
+    stop    send it a signal (SIGTERM, then SIGKILL); an exited container is no error
+    remove  remove every container of the build; safe to call twice
+
+One container per build, named and labelled from the deployment and the build id: an attempt
+that runs again after a crash finds the container of the first attempt instead of starting a
+second one. Docker trouble is a `ContainerError` (retryable); an image that is not there and
+may not be pulled is an `ImageUnavailable` (permanent).
 """
 
 from __future__ import annotations
@@ -14,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import APIError, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig
 
+from kiln.errors import PermanentError, RetryableError
 from kiln.settings import Settings
 
 LABEL_BUILD = "kiln.build"
@@ -27,8 +36,12 @@ LABEL_DEPLOYMENT = "kiln.deployment"
 WORKDIR = "/workspace"
 
 
-class ImageUnavailable(Exception):
+class ImageUnavailable(PermanentError):
     """The build's image is not on this host and may not (or cannot) be pulled."""
+
+
+class ContainerError(RetryableError):
+    """Docker failed us mid-build (the daemon restarted, the container vanished)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,9 @@ def build_labels(deployment: str, build_id: int) -> list[str]:
 
 
 class Containers:
+    """One worker host's build containers, through the Docker SDK (which blocks: call it from a
+    thread)."""
+
     def __init__(self, client: docker.DockerClient, settings: Settings) -> None:
         self._client = client
         self._settings = settings
@@ -133,20 +149,26 @@ class Containers:
         except (NotFound, ImageNotFound) as exc:
             raise ImageUnavailable(f"image '{image}' not found and could not be pulled") from exc
 
-    def stream_output(self, container: Any, write: Callable[[bytes], None]) -> None:
+    def follow(self, container: Any, write: Callable[[bytes], None]) -> None:
         """Feed the container's combined output, from its start, to `write` until it exits."""
         for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
             write(chunk)
 
     def stored_output(self, container: Any) -> Iterator[bytes]:
         """The container's whole output as Docker stored it (read once it has exited)."""
-        chunks: Iterator[bytes] = container.logs(stdout=True, stderr=True, stream=True)
-        return chunks
+        try:
+            yield from container.logs(stdout=True, stderr=True, stream=True)
+        except DockerException as exc:
+            raise ContainerError(f"lost the build container: {exc}") from exc
 
     def wait(self, container: Any) -> int:
-        return int(container.wait()["StatusCode"])
+        """The exit code of a container that has exited (or blocks until it does)."""
+        try:
+            return int(container.wait()["StatusCode"])
+        except DockerException as exc:
+            raise ContainerError(f"lost the build container: {exc}") from exc
 
-    def signal(self, container: Any, name: str) -> None:
+    def stop(self, container: Any, name: str) -> None:
         """Send a signal; a container that has already exited is no error."""
         try:
             container.kill(signal=name)

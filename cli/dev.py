@@ -1,9 +1,7 @@
-"""`kiln dev | api | worker | migrate`."""
+"""`kiln dev`: the whole system on one machine, supervised."""
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import secrets
 import signal
@@ -11,28 +9,9 @@ import subprocess
 import sys
 import time
 
+from cli.temporal_server import start_dev_server
+from kiln.migrate import upgrade
 from kiln.settings import STATE_DIR, get_settings
-
-
-def cmd_migrate() -> None:
-    from kiln.migrate import upgrade
-
-    upgrade(get_settings().database_url)
-
-
-def cmd_api() -> None:
-    import uvicorn
-
-    from api.main import create_app
-
-    settings = get_settings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
-
-
-def cmd_worker() -> None:
-    import worker
-
-    worker.main()
 
 
 def _dev_secret() -> str:
@@ -45,10 +24,8 @@ def _dev_secret() -> str:
     return path.read_text().strip()
 
 
-def cmd_dev() -> None:
+def run_dev() -> None:
     """The whole system on one machine: Temporal dev server, migrations, API, one worker."""
-    from kiln.temporal_server import start_dev_server
-
     env = dict(os.environ)
     env.setdefault("KILN_JWT_SECRET", _dev_secret())
     children: list[subprocess.Popen[bytes]] = []
@@ -57,9 +34,9 @@ def cmd_dev() -> None:
         children.append(
             start_dev_server(STATE_DIR / "temporal.db", log_file=STATE_DIR / "temporal.log")
         )
-    cmd_migrate()
+    upgrade(get_settings().database_url)
     for role in ("api", "worker"):
-        children.append(subprocess.Popen([sys.executable, "-m", "kiln.cli", role], env=env))
+        children.append(subprocess.Popen([sys.executable, "-m", "cli", role], env=env))
     settings = get_settings()
     print(f"kiln dev: API on http://{settings.host}:{settings.port}", flush=True)
     _supervise(children)
@@ -87,18 +64,3 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
             child.kill()
     failed = [child.returncode for child in children if child.returncode not in (0, -15, None)]
     sys.exit(1 if failed and not stopping else 0)
-
-
-COMMANDS = {"dev": cmd_dev, "api": cmd_api, "worker": cmd_worker, "migrate": cmd_migrate}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kiln", description="Kiln build orchestrator")
-    parser.add_argument("command", choices=sorted(COMMANDS))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    COMMANDS[args.command]()
-
-
-if __name__ == "__main__":
-    main()

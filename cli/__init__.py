@@ -1,0 +1,1 @@
+"""The `kiln` command line: the server commands (and, beside them, the client)."""

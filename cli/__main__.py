@@ -1,0 +1,5 @@
+"""`python -m cli` is `kiln`."""
+
+from cli.main import main
+
+main()

@@ -1,0 +1,175 @@
+"""Every change of a build's state, in one place: queue, claim a slot (queued → running),
+finish, and which builds a freed slot wakes. Each change commits together with the Socket.io
+event that announces it. The API, the activities and the reconciler call this service; none of
+them writes a status itself."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from kiln.access import owned_build
+from kiln.contracts import BuildOutcome, SlotClaim
+from kiln.db import SessionFactory
+from kiln.errors import Conflict
+from kiln.events import announce
+from kiln.git import CommitInfo
+from kiln.logs import append_log
+from kiln.models import Build, BuildStatus, Project, utcnow
+from kiln.records import build_record, queue_positions
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a host needs to run a build (read on the host: never through Temporal)."""
+
+    repo_url: str
+    commit_hash: str
+    image: str
+    command: str
+    owner_id: int
+    timeout_seconds: int
+
+
+def queue_new(session: Session, builds: Sequence[Build]) -> list[dict[str, Any]]:
+    """Add new `queued` builds in the caller's transaction, with their events; their records."""
+    session.add_all(builds)
+    session.flush()
+    for build in builds:
+        announce(session, build)
+    positions = queue_positions(session, {build.project_id for build in builds})
+    return [build_record(build, positions) for build in builds]
+
+
+def _count(
+    session: Session, project_id: int, status: BuildStatus, below_id: int | None = None
+) -> int:
+    query = select(func.count()).where(Build.project_id == project_id, Build.status == status)
+    if below_id is not None:
+        query = query.where(Build.id < below_id)
+    return int(session.scalar(query) or 0)
+
+
+class BuildService:
+    """Build state changes over one database."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    def rebuild(self, user_id: int, build_id: int) -> dict[str, Any]:
+        """A new `queued` build at the original's commit (the original is left as it was)."""
+        with self._sessions.begin() as session:
+            original = owned_build(session, build_id, user_id)
+            copy = Build(
+                project_id=original.project_id,
+                commit=original.commit,
+                branch=original.branch,
+                commit_author=original.commit_author,
+                commit_hash=original.commit_hash,
+            )
+            return queue_new(session, [copy])[0]
+
+    def cancellable(self, user_id: int, build_id: int) -> dict[str, Any]:
+        """The record of the caller's build, if it can still be canceled (else Conflict)."""
+        with self._sessions() as session:
+            build = owned_build(session, build_id, user_id)
+            if build.status.is_final:
+                raise Conflict(f"Build already finished ({build.status})")
+            return build_record(build, queue_positions(session, [build.project_id]))
+
+    def claim_slot(self, build_id: int) -> SlotClaim:
+        """queued → running when the project has a free slot and no older build waits."""
+        with self._sessions.begin() as session:
+            build = session.get(Build, build_id)
+            if build is None or build.status.is_final:
+                return SlotClaim.FINAL
+            if build.status == BuildStatus.RUNNING:  # claimed before a crash or replay
+                return SlotClaim.STARTED
+            # The project row lock serialises claims of one project (PostgreSQL; SQLite's
+            # transactions are serial already).
+            project = session.scalar(
+                select(Project).where(Project.id == build.project_id).with_for_update()
+            )
+            assert project is not None  # builds are deleted with their project
+            running = _count(session, project.id, BuildStatus.RUNNING)
+            older_waiting = _count(session, project.id, BuildStatus.QUEUED, below_id=build_id)
+            if running >= project.max_concurrent_builds or older_waiting:
+                return SlotClaim.WAITING
+            build.status = BuildStatus.RUNNING
+            announce(session, build)
+            return SlotClaim.STARTED
+
+    def finish(self, outcome: BuildOutcome) -> list[int]:
+        """Record the final status once (a repeated call is a no-op). Returns the builds of the
+        project that may now take the freed slot, oldest first."""
+        with self._sessions.begin() as session:
+            build = session.scalar(
+                select(Build).where(Build.id == outcome.build_id).with_for_update()
+            )
+            if build is None:
+                return []
+            if not build.status.is_final:
+                build.status = outcome.status
+                build.exit_code = outcome.exit_code
+                build.finished_at = utcnow()
+                if outcome.reason:
+                    append_log(session, build.id, f"\n[kiln] {outcome.reason}\n".encode())
+                announce(session, build)
+            return self._waiting(session, build.project_id)
+
+    def waiting(self, project_id: int) -> list[int]:
+        """The project's queued builds that a free slot would start, oldest first."""
+        with self._sessions() as session:
+            return self._waiting(session, project_id)
+
+    @staticmethod
+    def _waiting(session: Session, project_id: int) -> list[int]:
+        project = session.get(Project, project_id)
+        limit = project.max_concurrent_builds if project else 1
+        waiting = session.scalars(
+            select(Build.id)
+            .where(Build.project_id == project_id, Build.status == BuildStatus.QUEUED)
+            .order_by(Build.id)
+            .limit(limit)
+        )
+        return list(waiting)
+
+    def job_spec(self, build_id: int) -> JobSpec | None:
+        """What the build runs, or None when it no longer exists."""
+        with self._sessions() as session:
+            row = session.execute(
+                select(Build.commit_hash, Project.repo_url, Project.image, Project.build_command)
+                .add_columns(Project.owner_id, Project.timeout_seconds)
+                .join(Project, Build.project_id == Project.id)
+                .where(Build.id == build_id)
+            ).one_or_none()
+        if row is None:
+            return None
+        commit_hash, repo_url, image, command, owner_id, timeout_seconds = row
+        return JobSpec(repo_url, commit_hash, image, command, owner_id, timeout_seconds)
+
+    def fill_commit_info(self, build_id: int, info: CommitInfo) -> None:
+        """Builds queued without a push payload learn their message and author from the
+        checkout."""
+        with self._sessions.begin() as session:
+            build = session.get(Build, build_id)
+            if build is None:
+                return
+            if not build.commit:
+                build.commit = info.message
+            if not build.commit_author:
+                build.commit_author = info.author
+
+    def unfinished(self, min_age: timedelta) -> list[int]:
+        """Builds `queued` or `running` since longer than `min_age` (for the reconciler)."""
+        with self._sessions() as session:
+            query = select(Build.id).where(
+                Build.status.in_([BuildStatus.QUEUED, BuildStatus.RUNNING]),
+                Build.started_at < utcnow() - min_age,
+            )
+            return list(session.scalars(query.order_by(Build.id)))

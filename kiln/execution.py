@@ -1,0 +1,200 @@
+"""Running one build on this host: check out its pinned commit, start its container, follow it
+to its exit code, clean up. Blocking code, called by the host activities from a thread.
+
+The caller hands in an `Attempt`: how to heartbeat, and whether this attempt has been asked to
+stop. That keeps Temporal out of the core; `activities.build` adapts it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from kiln.builds import BuildService, JobSpec
+from kiln.containers import Containers, ContainerSpec, seconds_running
+from kiln.contracts import RunResult
+from kiln.db import SessionFactory
+from kiln.errors import AttemptSuperseded, BuildCanceled, PermanentError
+from kiln.git import checkout
+from kiln.heartbeat import run_beside
+from kiln.logwriter import LogWriter
+from kiln.repos import check_repo_url
+from kiln.settings import Settings
+from kiln.workspaces import workspace_path
+
+# How often a running build's output is stored and a stop looked for (heartbeats are
+# throttled by the worker to one a second).
+TICK_SECONDS = 0.1
+HEARTBEAT_SECONDS = 1.0
+# SIGTERM first; SIGKILL if the build has not stopped this long after.
+STOP_GRACE_SECONDS = 10
+
+
+class Stop(Enum):
+    CANCEL = "cancel"  # the build was canceled: stop its container
+    SUPERSEDED = "superseded"  # this attempt is no longer current: leave the container be
+
+
+class Attempt(Protocol):
+    """The running attempt, as the executor sees it."""
+
+    def heartbeat(self, note: str | None = None) -> None: ...
+
+    def stop_requested(self) -> Stop | None: ...
+
+
+class _Why(Enum):
+    CANCEL = "cancel"
+    TIMEOUT = "timeout"
+
+
+class ContainerWatch:
+    """Called every tick while a container runs: stores output, heartbeats, and on a cancel or
+    at the project's timeout stops the container (SIGTERM, then SIGKILL after the grace)."""
+
+    def __init__(
+        self,
+        containers: Containers,
+        container: Any,
+        writer: LogWriter,
+        attempt: Attempt,
+        timeout: float,
+    ) -> None:
+        self._containers = containers
+        self._container = container
+        self._writer = writer
+        self._attempt = attempt
+        # Measured from the container's own start, so a re-attached run keeps its deadline; one
+        # that finished while no worker watched keeps its result.
+        exited = container.status == "exited"
+        self._deadline = (
+            float("inf") if exited else time.monotonic() + timeout - seconds_running(container)
+        )
+        self.stopping: _Why | None = None
+        self._kill_at: float | None = None
+
+    def tick(self) -> None:
+        self._writer.flush()
+        self._attempt.heartbeat()
+        if self.stopping is None:
+            self._maybe_stop()
+        elif self._kill_at is not None and time.monotonic() > self._kill_at:
+            self._containers.stop(self._container, "SIGKILL")
+            self._kill_at = None
+
+    def _maybe_stop(self) -> None:
+        stop = self._attempt.stop_requested()
+        if stop is Stop.SUPERSEDED:
+            # This worker is stopping, or a retry took over: the container runs on for it.
+            raise AttemptSuperseded("this attempt is no longer current")
+        if stop is Stop.CANCEL:
+            self.stopping = _Why.CANCEL
+        elif time.monotonic() > self._deadline:
+            self.stopping = _Why.TIMEOUT
+        if self.stopping is not None:
+            self._containers.stop(self._container, "SIGTERM")
+            self._kill_at = time.monotonic() + STOP_GRACE_SECONDS
+
+
+class BuildExecutor:
+    """This host's builds: at most `KILN_MAX_BUILDS_PER_HOST` at once."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        builds: BuildService,
+        containers: Containers,
+        settings: Settings,
+    ) -> None:
+        self._sessions = sessions
+        self._builds = builds
+        self._containers = containers
+        self._settings = settings
+        # A build waiting here heartbeats, so its host is known alive; it is not moved.
+        self._slots = threading.BoundedSemaphore(settings.max_builds_per_host)
+
+    def workspace(self, build_id: int) -> Path:
+        return workspace_path(self._settings.workspace_dir, build_id)
+
+    def execute(self, build_id: int, attempt: Attempt) -> RunResult:
+        """Clone, run and follow; a non-zero exit is a result, not an error. The container
+        stays until `cleanup`: a retried attempt re-attaches to it rather than running again."""
+        while not self._slots.acquire(timeout=HEARTBEAT_SECONDS):
+            attempt.heartbeat("waiting for a free slot on this host")
+            self._stop_before_start(build_id, attempt)
+        try:
+            return self._execute(build_id, attempt)
+        finally:
+            self._slots.release()
+
+    def cleanup(self, build_id: int, attempt: Attempt) -> None:
+        """Remove the build's container and workspace; safe to call any number of times.
+        (Removing a big workspace can take a while: heartbeat meanwhile.)"""
+        self._containers.remove(build_id)
+        workspace = self.workspace(build_id)
+        run_beside(
+            lambda: shutil.rmtree(workspace, ignore_errors=True),
+            attempt.heartbeat,
+            HEARTBEAT_SECONDS,
+        )
+
+    def _execute(self, build_id: int, attempt: Attempt) -> RunResult:
+        spec = self._builds.job_spec(build_id)
+        if spec is None:
+            raise PermanentError(f"build {build_id} no longer exists")
+        workspace = self.workspace(build_id)
+        # A container from an earlier attempt already has its checkout: follow it. Otherwise
+        # check out afresh (never reuse a workspace a build may have written to).
+        if self._containers.find(build_id) is None:
+            run_beside(
+                lambda: self._checkout(build_id, spec, workspace),
+                attempt.heartbeat,
+                HEARTBEAT_SECONDS,
+            )
+            self._stop_before_start(build_id, attempt)
+        container_spec = ContainerSpec(build_id, spec.image, spec.command, workspace)
+        # Pulling an image can take minutes.
+        container = run_beside(
+            lambda: self._containers.start(container_spec), attempt.heartbeat, HEARTBEAT_SECONDS
+        )
+        writer = LogWriter(self._sessions, build_id, spec.owner_id, self._settings.log_max_bytes)
+        return self._follow(build_id, container, writer, attempt, spec.timeout_seconds)
+
+    def _checkout(self, build_id: int, spec: JobSpec, workspace: Path) -> None:
+        # Checked again at every clone: the host's address may have changed since.
+        pin = check_repo_url(spec.repo_url, allow_local=self._settings.allow_local_repos)
+        timeout = self._settings.git_timeout_seconds
+        info = checkout(spec.repo_url, spec.commit_hash, workspace, timeout=timeout, pin=pin)
+        self._builds.fill_commit_info(build_id, info)
+
+    def _stop_before_start(self, build_id: int, attempt: Attempt) -> None:
+        """Before the container exists: on a cancel, clean up and stop here."""
+        stop = attempt.stop_requested()
+        if stop is Stop.SUPERSEDED:
+            raise AttemptSuperseded("this attempt is no longer current")
+        if stop is Stop.CANCEL:
+            self.cleanup(build_id, attempt)
+            raise BuildCanceled("build canceled")
+
+    def _follow(
+        self, build_id: int, container: Any, writer: LogWriter, attempt: Attempt, timeout: int
+    ) -> RunResult:
+        """Stream output until the container exits, heartbeating; returns its exit code."""
+        watch = ContainerWatch(self._containers, container, writer, attempt, timeout)
+        run_beside(
+            lambda: self._containers.follow(container, writer.write), watch.tick, TICK_SECONDS
+        )
+        exit_code = self._containers.wait(container)
+        if not writer.full:
+            # Docker's follow stream can end before the last output (moby#43860): read the
+            # stored log again and add what the stream missed.
+            writer.resume(self._containers.stored_output(container))
+        writer.flush(final=True)
+        if watch.stopping is _Why.CANCEL:
+            self.cleanup(build_id, attempt)
+            raise BuildCanceled("build canceled")
+        return RunResult(exit_code=exit_code, timed_out=watch.stopping is _Why.TIMEOUT)
