@@ -4,6 +4,11 @@ Two Temporal workers share one process: one on the shared queue (workflows and t
 activities) and one on `<queue>-host-<KILN_WORKER_ID>` (clone, run, cleanup), so every step of a
 build that touches the disk or Docker happens on the same host. Beside them, a maintenance loop
 sweeps this host's leftovers and settles builds whose workflow ended without a word.
+
+Builds run on the network `KILN_BUILD_NETWORK` names; left empty (the default), on Kiln's own
+bridge network, which reaches the public internet only (`kiln.network`). The worker sets that
+network and its firewall rules up before it polls, re-applies the rules at every maintenance
+round, and refuses to start if it cannot install them.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,6 +34,7 @@ from kiln.db import SessionFactory, make_engine, make_session_factory
 from kiln.events import prune_outbox
 from kiln.execution import BuildExecutor
 from kiln.hosts import REFRESH_SECONDS, HostRegistry
+from kiln.network import BuildNetworkError, ProtectedNetwork
 from kiln.settings import Settings, get_settings
 from kiln.sweep import sweep_host
 from workflows.build import BuildWorkflow
@@ -50,10 +57,19 @@ class WorkerProcess:
     builds: BuildService
     hosts: HostRegistry
     workflows: TemporalWorkflows
+    docker_client: docker.DockerClient
+    # Kiln's protected build network, when builds run on it (KILN_BUILD_NETWORK empty).
+    network: ProtectedNetwork | None = None
 
     async def maintain(self) -> None:
-        """Sweep now, then sweep and reconcile every `KILN_RECONCILE_SECONDS`."""
+        """Sweep now, then sweep and reconcile every `KILN_RECONCILE_SECONDS`; re-apply the
+        build network's firewall rules each time (a firewall reload may have dropped them)."""
         while True:
+            if self.network is not None:
+                try:
+                    await asyncio.to_thread(self.network.ensure, self.docker_client)
+                except Exception:
+                    log.exception("could not re-apply the build network's firewall rules")
             try:
                 await asyncio.to_thread(
                     sweep_host, self.sessions, self.containers, self.settings.workspace_dir
@@ -99,9 +115,23 @@ def build_worker_process(
     client: Client, settings: Settings, executor: ThreadPoolExecutor
 ) -> WorkerProcess:
     """The composition root: core services, the activities that delegate to them, and the two
-    Temporal workers."""
+    Temporal workers. Raises `BuildNetworkError` if builds would run on Kiln's protected
+    network and it cannot be set up."""
+    docker_client = docker.from_env()
+    network = None
+    if not settings.build_network:
+        network = ProtectedNetwork()
+        info = network.ensure(docker_client)
+        log.info("builds run on network %s (%s): public internet only", info.name, info.subnet)
+        settings = settings.model_copy(update={"build_network": network.name})
+    elif settings.build_network in ("bridge", "host", "default"):
+        log.warning(
+            "KILN_BUILD_NETWORK=%s: builds can reach this host, its private networks and cloud "
+            "metadata; leave it empty for Kiln's protected network, or use `none`",
+            settings.build_network,
+        )
     sessions = make_session_factory(make_engine(settings.database_url))
-    containers = Containers(docker.from_env(), settings)
+    containers = Containers(docker_client, settings)
     build_service = BuildService(sessions)
     host_registry = HostRegistry(sessions, settings)
     build_executor = BuildExecutor(sessions, build_service, containers, settings)
@@ -132,7 +162,15 @@ def build_worker_process(
     )
     workflows = TemporalWorkflows(client, settings)
     return WorkerProcess(
-        [shared, host], sessions, containers, settings, build_service, host_registry, workflows
+        [shared, host],
+        sessions,
+        containers,
+        settings,
+        build_service,
+        host_registry,
+        workflows,
+        docker_client,
+        network,
     )
 
 
@@ -153,7 +191,10 @@ async def run_worker(settings: Settings | None = None) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run_worker())
+    try:
+        asyncio.run(run_worker())
+    except BuildNetworkError as exc:
+        sys.exit(f"kiln worker: cannot start: {exc}")
 
 
 if __name__ == "__main__":

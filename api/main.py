@@ -11,12 +11,17 @@ from typing import Any
 import socketio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 from temporalio.client import Client
 
 from api import errors
+from api.limits import BodyLimit
 from api.pubsub import DatabaseManager
-from api.routes import auth, builds, projects, webhooks
+from api.routes import auth, builds, history, projects, webhooks
+from api.schemas import ERROR_TEXT, ErrorBody
 from api.sockets import create_socket_server
+from api.trusted_hosts import TrustedHosts, allowed_host_names
+from api.web import mount_dashboard
 from kiln.db import make_engine, make_session_factory
 from kiln.settings import Settings, get_settings
 from workflows.client import TemporalWorkflows, Workflows
@@ -78,6 +83,55 @@ def create_app(settings: Settings | None = None, workflows: Workflows | None = N
             allow_headers=["*"],
         )
     errors.install(app)
-    for router in (auth.router, projects.router, builds.router, webhooks.router):
+    for router in (auth.router, projects.router, history.router, builds.router, webhooks.router):
         app.include_router(router)
-    return socketio.ASGIApp(sio, other_asgi_app=app)
+    mount_dashboard(app)
+    refine_openapi(app)
+    return KilnApp(sio, app, settings)
+
+
+class KilnApp(socketio.ASGIApp):  # type: ignore[misc]
+    """Socket.io and REST on one port, behind the host check and the body cap (in that order:
+    both come before anything reads the request). The webhook reads its own body, with its own
+    limit, after checking the signature header. `other_asgi_app` is the FastAPI app."""
+
+    def __init__(self, sio: socketio.AsyncServer, app: FastAPI, settings: Settings) -> None:
+        super().__init__(sio, other_asgi_app=app)
+        capped = BodyLimit(
+            super().__call__,
+            settings.json_max_bytes,
+            exempt_prefixes=(f"{webhooks.router.prefix}/",),
+        )
+        self._guarded = TrustedHosts(capped, allowed_host_names(settings))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._guarded(scope, receive, send)
+
+
+def refine_openapi(app: FastAPI) -> None:
+    """Make /openapi.json say what the API answers: every route that takes a body may answer
+    413 (BodyLimit), and none answers FastAPI's 422 (invalid input is a 400, api.errors)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()  # cached by FastAPI in app.openapi_schema: changed once, here
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("ErrorBody", ErrorBody.model_json_schema())
+        too_large = {
+            "description": ERROR_TEXT[413],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if not isinstance(operation, dict):
+                    continue
+                operation.get("responses", {}).pop("422", None)
+                if "requestBody" in operation:
+                    operation.setdefault("responses", {}).setdefault("413", too_large)
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,11 +1,21 @@
-"""The Socket.io server: a client proves who it is at connect and joins only its own room."""
+"""The Socket.io server: a client proves who it is at connect and joins only its own room.
+
+A socket lives no longer than its token: each is disconnected when the token it connected with
+expires (a timer per socket, set at connect, cancelled at disconnect). Browsers may connect from
+this Kiln's own origin (the `Origin` names the host the request was sent to) or from an origin
+in `KILN_CORS_ORIGINS`; clients that send no `Origin` (not browsers) are fine.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import socketio
+from jose import jwt
 from starlette.concurrency import run_in_threadpool
 
 from api.pubsub import DatabaseManager
@@ -16,16 +26,82 @@ from kiln.records import user_room
 from kiln.settings import Settings
 
 log = logging.getLogger(__name__)
+NAMESPACE = "/"
+
+
+def _origin(value: str) -> str:
+    return value.strip().rstrip("/").lower()
+
+
+def origin_check(settings: Settings) -> Any:
+    """python-socketio's `cors_allowed_origins` as a check of each handshake's Origin.
+
+    An empty list would switch the library's check off; this allows the same origin (the
+    Origin's host and port are the request's `Host`) and the configured origins only."""
+    configured = {_origin(origin) for origin in settings.cors_origins}
+
+    def allowed(origin: str | None, environ: dict[str, Any]) -> bool:
+        if not origin:
+            return True
+        if _origin(origin) in configured:
+            return True
+        host = str(environ.get("HTTP_HOST", "")).strip().lower()
+        try:
+            netloc = urlsplit(origin.strip()).netloc.lower()
+        except ValueError:
+            return False
+        return bool(host) and netloc == host
+
+    return allowed
+
+
+def token_expiry(token: str) -> float | None:
+    """The `exp` of a token already verified, as a Unix time."""
+    exp = jwt.get_unverified_claims(token).get("exp")
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    """The AsyncServer, plus the timers that end each socket with its token."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.expiry_timers: dict[str, asyncio.Task[None]] = {}
+
+    def expire_at(self, sid: str, expires: float) -> None:
+        """Disconnect `sid` at Unix time `expires`."""
+        self.cancel_expiry(sid)
+        self.expiry_timers[sid] = asyncio.create_task(self._expire(sid, expires))
+
+    def cancel_expiry(self, sid: str) -> None:
+        timer = self.expiry_timers.pop(sid, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+
+    async def _expire(self, sid: str, expires: float) -> None:
+        await asyncio.sleep(max(0.0, expires - time.time()))
+        self.expiry_timers.pop(sid, None)
+        log.info("socket %s disconnected: its token expired", sid)
+        await self.disconnect(sid, namespace=NAMESPACE)
+
+    async def disconnect_user(self, user_id: int) -> int:
+        """Disconnect every socket of `user_id` connected to this API process; how many.
+
+        The hook for revoking a user's tokens (API tokens, a password change): call it in every
+        API process (e.g. on an event each process listens to), since sockets are per process."""
+        sids = [sid for sid, _eio in self.manager.get_participants(NAMESPACE, user_room(user_id))]
+        for sid in sids:
+            await self.disconnect(sid, namespace=NAMESPACE)
+        return len(sids)
 
 
 def create_socket_server(
     settings: Settings, sessions: SessionFactory, manager: DatabaseManager
-) -> socketio.AsyncServer:
-    # Browsers from other origins need KILN_CORS_ORIGINS; clients that send no Origin are fine.
-    sio = socketio.AsyncServer(
+) -> SocketServer:
+    sio = SocketServer(
         async_mode="asgi",
         client_manager=manager,
-        cors_allowed_origins=settings.cors_origins,
+        cors_allowed_origins=origin_check(settings),
     )
 
     def known_user(user_id: int) -> bool:
@@ -43,6 +119,14 @@ def create_socket_server(
             raise socketio.exceptions.ConnectionRefusedError("token is invalid") from None
         if not await run_in_threadpool(known_user, user_id):
             raise socketio.exceptions.ConnectionRefusedError("token is invalid")
+        expires = token_expiry(token)
+        if expires is None:  # user_id_from_token requires `exp`: never here
+            raise socketio.exceptions.ConnectionRefusedError("token is invalid")
         await sio.enter_room(sid, user_room(user_id))
+        sio.expire_at(sid, expires)
+
+    @sio.event  # type: ignore[untyped-decorator]
+    async def disconnect(sid: str, _reason: Any = None) -> None:
+        sio.cancel_expiry(sid)
 
     return sio

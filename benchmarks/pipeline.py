@@ -24,10 +24,10 @@ import docker
 from cli.temporal_server import start_dev_server
 from kiln.git import checkout
 from kiln.migrate import upgrade
-from tests.support.databases import create_postgres_database, drop_postgres_database
-from tests.support.git_server import GitServer
-from tests.support.images import ensure_busybox_image
-from tests.support.stack import SocketRecorder, eventually, free_port, running_stack, stack_settings
+from testbed.databases import create_postgres_database, drop_postgres_database
+from testbed.git_server import GitServer
+from testbed.images import ensure_busybox_image
+from testbed.stack import SocketRecorder, eventually, free_port, running_stack, stack_settings
 
 
 def summary(name: str, samples_ms: list[float]) -> str:

@@ -14,18 +14,29 @@ from kiln.migrate import upgrade
 from kiln.settings import STATE_DIR, get_settings
 
 
+def _state_dir() -> None:
+    """.kiln/ holds the database, Temporal's history, the JWT secret and the workspaces: this
+    user's alone (0700), however it was made before."""
+    STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    STATE_DIR.chmod(0o700)
+
+
 def _dev_secret() -> str:
     """`kiln dev` keeps one generated JWT secret under .kiln/, so tokens survive restarts."""
+    _state_dir()
     path = STATE_DIR / "jwt_secret"
     if not path.exists():
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        # Created 0600: never readable by others, not even for a moment.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+    path.chmod(0o600)
     return path.read_text().strip()
 
 
 def run_dev() -> None:
     """The whole system on one machine: Temporal dev server, migrations, API, one worker."""
+    _state_dir()
     env = dict(os.environ)
     env.setdefault("KILN_JWT_SECRET", _dev_secret())
     children: list[subprocess.Popen[bytes]] = []

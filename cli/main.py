@@ -1,4 +1,5 @@
-"""The `kiln` command: `kiln dev | api | worker | migrate`.
+"""The `kiln` command. Server side: `kiln dev | api | worker | migrate`. Client side: `kiln
+login | logout | projects | builds | build | logs | rebuild | cancel` (see cli/commands.py).
 
 It sits on top of everything (it starts the API and the worker), so it lives outside `kiln/`,
 the core, which never imports upward.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from kiln.settings import get_settings
 
@@ -39,15 +41,50 @@ def cmd_dev() -> None:
     run_dev()
 
 
-COMMANDS = {"dev": cmd_dev, "api": cmd_api, "worker": cmd_worker, "migrate": cmd_migrate}
+SERVER_COMMANDS = {
+    "dev": (cmd_dev, "run the whole system on this machine"),
+    "api": (cmd_api, "run the REST API, Socket.io and the dashboard"),
+    "worker": (cmd_worker, "run a worker (builds on this host)"),
+    "migrate": (cmd_migrate, "apply the database schema"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    from cli.commands import add_client_commands
+
+    top = argparse.ArgumentParser(prog="kiln", description="Kiln build orchestrator")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_run, text) in SERVER_COMMANDS.items():
+        commands.add_parser(name, help=text)
+    add_client_commands(commands)
+    return top
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kiln", description="Kiln build orchestrator")
-    parser.add_argument("command", choices=sorted(COMMANDS))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    COMMANDS[args.command]()
+    args = parser().parse_args(argv)
+    if args.command in SERVER_COMMANDS:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        SERVER_COMMANDS[args.command][0]()
+        return
+    sys.exit(run_client(args))
+
+
+def run_client(args: argparse.Namespace) -> int:
+    """A client command's exit code; its failures are one line on stderr, never a traceback."""
+    from cli.client import CliError
+    from cli.output import error
+
+    try:
+        code: int = args.handler(args)
+    except CliError as exc:
+        error(str(exc))
+        return exc.code
+    except KeyboardInterrupt:
+        error("stopped following; the build goes on")
+        return 130
+    return code
 
 
 if __name__ == "__main__":

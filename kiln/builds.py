@@ -17,7 +17,7 @@ from kiln.access import owned_build
 from kiln.contracts import BuildOutcome, SlotClaim
 from kiln.db import SessionFactory
 from kiln.errors import Conflict
-from kiln.events import announce
+from kiln.events import announce, announce_output
 from kiln.git import CommitInfo
 from kiln.logs import append_log
 from kiln.models import Build, BuildStatus, Project, utcnow
@@ -118,9 +118,18 @@ class BuildService:
                 build.exit_code = outcome.exit_code
                 build.finished_at = utcnow()
                 if outcome.reason:
-                    append_log(session, build.id, f"\n[kiln] {outcome.reason}\n".encode())
+                    self._append_reason(session, build, outcome.reason)
                 announce(session, build)
             return self._waiting(session, build.project_id)
+
+    @staticmethod
+    def _append_reason(session: Session, build: Build, reason: str) -> None:
+        """The last line of the log, sent live too (a client following events sees it)."""
+        line = f"\n[kiln] {reason}\n".encode()
+        end = append_log(session, build.id, line)
+        owner_id = session.scalar(select(Project.owner_id).where(Project.id == build.project_id))
+        if owner_id is not None:
+            announce_output(session, build.id, owner_id, end - len(line), line)
 
     def waiting(self, project_id: int) -> list[int]:
         """The project's queued builds that a free slot would start, oldest first."""

@@ -9,7 +9,10 @@
 One container per build, named and labelled from the deployment and the build id: an attempt
 that runs again after a crash finds the container of the first attempt instead of starting a
 second one. Docker trouble is a `ContainerError` (retryable); an image that is not there and
-may not be pulled is an `ImageUnavailable` (permanent).
+may not be pulled is an `ImageUnavailable` (permanent), one Kiln must not pull (a registry on a
+local or private address, or not an allowed one) an `ImageRefused` (permanent).
+
+Builds run as `KILN_BUILD_USER` (an unprivileged uid:gid), never as root.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig
 
 from kiln.errors import PermanentError, RetryableError
+from kiln.images import check_image
 from kiln.settings import Settings
+from kiln.workspaces import BuildUser
 
 LABEL_BUILD = "kiln.build"
 LABEL_MANAGED = "kiln.managed"
@@ -78,6 +83,7 @@ class Containers:
     def __init__(self, client: docker.DockerClient, settings: Settings) -> None:
         self._client = client
         self._settings = settings
+        self._user = BuildUser.parse(settings.build_user)
 
     def _name(self, build_id: int) -> str:
         return container_name(self._settings.task_queue, build_id)
@@ -118,6 +124,9 @@ class Containers:
                 LABEL_DEPLOYMENT: s.task_queue,
             },
             "working_dir": WORKDIR,
+            # Never root: a file the build makes in its workspace (a bind mount of the host's
+            # disk) is the build user's, whatever mode bits it sets.
+            "user": str(self._user),
             "environment": {"CI": "true", "KILN_BUILD_ID": str(spec.build_id), "HOME": "/tmp"},
             # The sandbox: only its own workspace from the host, no privileges, bounded
             # memory (swap included), CPU and processes, a read-only root.
@@ -137,13 +146,30 @@ class Containers:
             "log_config": LogConfig(type="json-file", config={"max-size": "64m", "max-file": "2"}),
         }
 
-    def _ensure_image(self, image: str) -> None:
+    def _present(self, image: str) -> bool:
         try:
             self._client.images.get(image)
-            return
+            return True
         except ImageNotFound:
-            if self._settings.image_pull == "never":
-                raise ImageUnavailable(f"image '{image}' is not on this host") from None
+            return False
+
+    def refuse_image(self, image: str) -> None:
+        """Raise ImageRefused if the image is not on this host and Kiln must not pull it (an
+        image already here runs: nothing is fetched for it)."""
+        if not self._present(image):
+            self._check_pull(image)
+
+    def _check_pull(self, image: str) -> None:
+        s = self._settings
+        check_image(image, allowed_registries=s.allowed_registries, allow_local=s.allow_local_repos)
+
+    def _ensure_image(self, image: str) -> None:
+        if self._present(image):
+            return
+        # Before any pull: the Docker daemon would send requests wherever the image points.
+        self._check_pull(image)
+        if self._settings.image_pull == "never":
+            raise ImageUnavailable(f"image '{image}' is not on this host")
         try:
             self._client.images.pull(image)
         except (NotFound, ImageNotFound) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,9 @@ SessionFactory = sessionmaker[Session]
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
+        if path and path != ":memory:" and not path.startswith("file:"):
+            private_sqlite_file(Path(path))
         # The API and the worker are separate processes sharing one file: wait for locks.
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -23,6 +24,27 @@ def make_engine(url: str) -> Engine:
         return engine
     # pre_ping: after a database restart, the next checkout reconnects instead of failing.
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Kiln's SQLite file (and its -wal and -shm, which SQLite creates with the database
+    file's mode) readable by this user only: 0600, in a directory made 0700 when Kiln makes
+    it. It holds password hashes, webhook secrets and every build's output."""
+    missing = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # SQLite would make it 0644
+    os.close(fd)
+    for name in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        try:
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
+        except FileNotFoundError:
+            continue
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

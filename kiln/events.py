@@ -29,6 +29,7 @@ OUTBOX_KEEP = timedelta(minutes=10)
 
 
 STATUS_EVENT = "buildStatusUpdate"
+LOG_EVENT = "buildLog"
 
 
 def announce(session: Session, build: Build) -> None:
@@ -37,6 +38,14 @@ def announce(session: Session, build: Build) -> None:
     if owner_id is not None:
         record = build_record(build, queue_positions(session, [build.project_id]))
         publish(session, STATUS_EVENT, record, user_room(owner_id))
+
+
+def announce_output(
+    session: Session, build_id: int, owner_id: int, offset: int, data: bytes
+) -> None:
+    """Publish a piece of a build's output (stored at `offset`) when `session` commits."""
+    event = {"buildId": build_id, "offset": offset, "chunk": data.decode(errors="replace")}
+    publish(session, LOG_EVENT, event, user_room(owner_id))
 
 
 def emit_message(event: str, data: Any, room: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ stop. That keeps Temporal out of the core; `activities.build` adapts it.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from enum import Enum
@@ -24,7 +23,15 @@ from kiln.heartbeat import run_beside
 from kiln.logwriter import LogWriter
 from kiln.repos import check_repo_url
 from kiln.settings import Settings
-from kiln.workspaces import workspace_path
+from kiln.workspaces import (
+    BuildUser,
+    defuse,
+    disk_usage,
+    hand_over,
+    prepare_root,
+    remove_workspace,
+    workspace_path,
+)
 
 # How often a running build's output is stored and a stop looked for (heartbeats are
 # throttled by the worker to one a second).
@@ -32,6 +39,13 @@ TICK_SECONDS = 0.1
 HEARTBEAT_SECONDS = 1.0
 # SIGTERM first; SIGKILL if the build has not stopped this long after.
 STOP_GRACE_SECONDS = 10
+# A build past its disk limit may still be writing: it gets a short grace only.
+DISK_STOP_GRACE_SECONDS = 2
+# How often a running build's workspace is measured; a walk that takes long (a huge tree) waits
+# this many times its own duration before the next, so measuring costs 5 % of a core at most
+# (a 100,000-file tree takes about 0.35 s: measured every 7 s).
+DISK_CHECK_SECONDS = 2.0
+DISK_CHECK_COST_FACTOR = 20
 
 
 class Stop(Enum):
@@ -50,11 +64,54 @@ class Attempt(Protocol):
 class _Why(Enum):
     CANCEL = "cancel"
     TIMEOUT = "timeout"
+    DISK = "disk"
+
+
+def disk_limit_reason(limit_mb: int) -> str:
+    return f"the build used more than {limit_mb} MB of disk and was stopped"
+
+
+class DiskWatch:
+    """Measures a running build's workspace in a thread of its own, every DISK_CHECK_SECONDS
+    at most (less often when the tree is big), so the watch's ticks never wait for a walk."""
+
+    def __init__(self, workspace: Path, limit_bytes: int) -> None:
+        self._workspace = workspace
+        self._limit = limit_bytes
+        self._next = time.monotonic() + DISK_CHECK_SECONDS
+        self._running = False
+        self._closed = False
+        self.exceeded = False
+
+    def poll(self) -> bool:
+        """True once a measure found the workspace past the limit; starts the next measure
+        when it is due."""
+        if not self.exceeded and not self._running and time.monotonic() >= self._next:
+            self._running = True
+            threading.Thread(target=self._measure, daemon=True).start()
+        return self.exceeded
+
+    def _measure(self) -> None:
+        started = time.monotonic()
+        try:
+            used = disk_usage(self._workspace, stop=lambda: self._closed)
+            if used > self._limit and not self._closed:
+                self.exceeded = True
+        except OSError:
+            pass  # the workspace is being removed; the next measure (if any) tells
+        finally:
+            spent = time.monotonic() - started
+            self._next = time.monotonic() + max(DISK_CHECK_SECONDS, spent * DISK_CHECK_COST_FACTOR)
+            self._running = False
+
+    def close(self) -> None:
+        self._closed = True
 
 
 class ContainerWatch:
-    """Called every tick while a container runs: stores output, heartbeats, and on a cancel or
-    at the project's timeout stops the container (SIGTERM, then SIGKILL after the grace)."""
+    """Called every tick while a container runs: stores output, heartbeats, and on a cancel, at
+    the project's timeout or past the disk limit stops the container (SIGTERM, then SIGKILL
+    after the grace)."""
 
     def __init__(
         self,
@@ -63,6 +120,7 @@ class ContainerWatch:
         writer: LogWriter,
         attempt: Attempt,
         timeout: float,
+        disk: DiskWatch | None = None,
     ) -> None:
         self._containers = containers
         self._container = container
@@ -76,6 +134,7 @@ class ContainerWatch:
         )
         self.stopping: _Why | None = None
         self._kill_at: float | None = None
+        self._disk = None if exited else disk
 
     def tick(self) -> None:
         self._writer.flush()
@@ -95,9 +154,16 @@ class ContainerWatch:
             self.stopping = _Why.CANCEL
         elif time.monotonic() > self._deadline:
             self.stopping = _Why.TIMEOUT
+        elif self._disk is not None and self._disk.poll():
+            self.stopping = _Why.DISK
         if self.stopping is not None:
             self._containers.stop(self._container, "SIGTERM")
-            self._kill_at = time.monotonic() + STOP_GRACE_SECONDS
+            grace = DISK_STOP_GRACE_SECONDS if self.stopping is _Why.DISK else STOP_GRACE_SECONDS
+            self._kill_at = time.monotonic() + grace
+
+    def close(self) -> None:
+        if self._disk is not None:
+            self._disk.close()
 
 
 class BuildExecutor:
@@ -114,6 +180,8 @@ class BuildExecutor:
         self._builds = builds
         self._containers = containers
         self._settings = settings
+        self._user = BuildUser.parse(settings.build_user)
+        prepare_root(settings.workspace_dir)
         # A build waiting here heartbeats, so its host is known alive; it is not moved.
         self._slots = threading.BoundedSemaphore(settings.max_builds_per_host)
 
@@ -136,11 +204,7 @@ class BuildExecutor:
         (Removing a big workspace can take a while: heartbeat meanwhile.)"""
         self._containers.remove(build_id)
         workspace = self.workspace(build_id)
-        run_beside(
-            lambda: shutil.rmtree(workspace, ignore_errors=True),
-            attempt.heartbeat,
-            HEARTBEAT_SECONDS,
-        )
+        run_beside(lambda: remove_workspace(workspace), attempt.heartbeat, HEARTBEAT_SECONDS)
 
     def _execute(self, build_id: int, attempt: Attempt) -> RunResult:
         spec = self._builds.job_spec(build_id)
@@ -150,6 +214,13 @@ class BuildExecutor:
         # A container from an earlier attempt already has its checkout: follow it. Otherwise
         # check out afresh (never reuse a workspace a build may have written to).
         if self._containers.find(build_id) is None:
+            # Before cloning: an image Kiln must not pull fails the build at once. (Resolving
+            # its registry's name may be slow: heartbeat meanwhile.)
+            run_beside(
+                lambda: self._containers.refuse_image(spec.image),
+                attempt.heartbeat,
+                HEARTBEAT_SECONDS,
+            )
             run_beside(
                 lambda: self._checkout(build_id, spec, workspace),
                 attempt.heartbeat,
@@ -168,7 +239,15 @@ class BuildExecutor:
         # Checked again at every clone: the host's address may have changed since.
         pin = check_repo_url(spec.repo_url, allow_local=self._settings.allow_local_repos)
         timeout = self._settings.git_timeout_seconds
-        info = checkout(spec.repo_url, spec.commit_hash, workspace, timeout=timeout, pin=pin)
+        stall = self._settings.git_stall_seconds
+        # What an earlier attempt's build left there goes first, whatever it is.
+        remove_workspace(workspace)
+        prepare_root(workspace.parent)
+        info = checkout(
+            spec.repo_url, spec.commit_hash, workspace, timeout=timeout, pin=pin, stall=stall
+        )
+        # git ran as this worker; the build runs as its own unprivileged user.
+        hand_over(workspace, self._user)
         self._builds.fill_commit_info(build_id, info)
 
     def _stop_before_start(self, build_id: int, attempt: Attempt) -> None:
@@ -184,11 +263,20 @@ class BuildExecutor:
         self, build_id: int, container: Any, writer: LogWriter, attempt: Attempt, timeout: int
     ) -> RunResult:
         """Stream output until the container exits, heartbeating; returns its exit code."""
-        watch = ContainerWatch(self._containers, container, writer, attempt, timeout)
-        run_beside(
-            lambda: self._containers.follow(container, writer.write), watch.tick, TICK_SECONDS
-        )
+        workspace = self.workspace(build_id)
+        limit_mb = self._settings.build_disk_mb
+        disk = DiskWatch(workspace, limit_mb * 1024 * 1024)
+        watch = ContainerWatch(self._containers, container, writer, attempt, timeout, disk)
+        try:
+            run_beside(
+                lambda: self._containers.follow(container, writer.write), watch.tick, TICK_SECONDS
+            )
+        finally:
+            watch.close()
         exit_code = self._containers.wait(container)
+        # Nothing writes there any more: before anything else touches the tree, strip what
+        # could carry privileges onto the host, and measure it once more.
+        used = run_beside(lambda: defuse(workspace), attempt.heartbeat, HEARTBEAT_SECONDS)
         if not writer.full:
             # Docker's follow stream can end before the last output (moby#43860): read the
             # stored log again and add what the stream missed.
@@ -197,4 +285,9 @@ class BuildExecutor:
         if watch.stopping is _Why.CANCEL:
             self.cleanup(build_id, attempt)
             raise BuildCanceled("build canceled")
+        # Past the limit between two measures counts too (unless stopped for another reason).
+        over = watch.stopping is None and used > limit_mb * 1024 * 1024
+        if watch.stopping is _Why.DISK or over:
+            # The workflow records a permanent error as `failed`, this as the last log line.
+            raise PermanentError(disk_limit_reason(limit_mb))
         return RunResult(exit_code=exit_code, timed_out=watch.stopping is _Why.TIMEOUT)

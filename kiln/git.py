@@ -66,24 +66,72 @@ def repo_key(url: str) -> str:
     return f"{parts.scheme.lower()}://{host}{path}"
 
 
-def _git(
-    args: list[str], *, cwd: Path | None = None, timeout: float, pin: str | None = None
-) -> str:
-    env = os.environ | {
+# What git may take from the worker's environment: enough to find programs and trust
+# certificates, nothing that configures git (GIT_*, GIT_CONFIG_COUNT/KEY/VALUE), points it at a
+# proxy, or names a home directory with a .gitconfig.
+_PASSED_ENV = ("PATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "TMPDIR")
+
+
+def git_env() -> dict[str, str]:
+    """The whole environment git runs with: no global or system configuration, no prompts,
+    no LFS downloads, no proxy, no home directory of the worker's."""
+    env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    return env | {
+        "GIT_CONFIG_GLOBAL": os.devnull,  # no ~/.gitconfig, no $XDG_CONFIG_HOME/git/config
+        "GIT_CONFIG_NOSYSTEM": "1",  # no /etc/gitconfig
+        "HOME": "/nonexistent",
         "GIT_TERMINAL_PROMPT": "0",  # never hang asking for a password
         "GIT_ASKPASS": "true",
-        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_LFS_SKIP_SMUDGE": "1",
         "LC_ALL": "C",
     }
-    # Defence in depth: no hooks and no file-system monitor command, whatever a repo's config says.
-    safety = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
-    command = ["git", *safety, "-c", "http.followRedirects=false", "-c", "protocol.version=2"]
+
+
+# Defence in depth, whatever a repository's own config or attributes say: no hooks, no
+# file-system monitor command, no filter driver (LFS or any other) run on checkout, no
+# credential helper, and only http(s) as a transport (no file://, ssh, ext:: or git://).
+_SAFETY = [
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "credential.helper=",
+    "-c", "protocol.allow=never",
+    "-c", "protocol.https.allow=always",
+    "-c", "protocol.http.allow=always",
+    "-c", "filter.lfs.smudge=",
+    "-c", "filter.lfs.process=",
+    "-c", "filter.lfs.required=false",
+    "-c", "http.followRedirects=false",
+    "-c", "protocol.version=2",
+]  # fmt: skip
+# A server sending less than this many bytes a second for `stall` seconds is dropped.
+STALL_BYTES_PER_SECOND = 1024
+
+
+def _git(
+    args: list[str],
+    *,
+    cwd: Path | None = None,
+    timeout: float,
+    pin: str | None = None,
+    stall: float | None = None,
+) -> str:
+    command = ["git", *_SAFETY]
     if pin:  # connect to the address that was checked, not to whatever DNS says now
         command += ["-c", f"http.curloptResolve={pin}"]
+    if stall:
+        command += ["-c", f"http.lowSpeedLimit={STALL_BYTES_PER_SECOND}"]
+        command += ["-c", f"http.lowSpeedTime={max(1, round(stall))}"]
     command += args
     try:
         done = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            command,
+            cwd=cwd,
+            env=git_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise GitUnavailable(f"git {args[0]} timed out after {timeout:g}s") from exc
@@ -94,11 +142,14 @@ def _git(
     return done.stdout
 
 
-def resolve_branch(url: str, branch: str, *, timeout: float, pin: str | None = None) -> str:
+def resolve_branch(
+    url: str, branch: str, *, timeout: float, pin: str | None = None, stall: float | None = None
+) -> str:
     """The full sha at the tip of `branch`, or a permanent GitError if there is no such branch.
-    `pin` (see kiln.repos.check_repo_url) fixes the address git connects to."""
+    `pin` (see kiln.repos.check_repo_url) fixes the address git connects to; with `stall`, a
+    server sending under 1 KiB/s for that many seconds is dropped (a retryable error)."""
     ref = f"refs/heads/{branch}"
-    out = _git(["ls-remote", "--heads", "--", url, ref], timeout=timeout, pin=pin)
+    out = _git(["ls-remote", "--heads", "--", url, ref], timeout=timeout, pin=pin, stall=stall)
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")
         if ref == f"refs/heads/{branch}":
@@ -113,7 +164,13 @@ class CommitInfo:
 
 
 def checkout(
-    url: str, sha: str, dest: Path, *, timeout: float, pin: str | None = None
+    url: str,
+    sha: str,
+    dest: Path,
+    *,
+    timeout: float,
+    pin: str | None = None,
+    stall: float | None = None,
 ) -> CommitInfo:
     """Fetch only `sha` (depth 1) into a fresh `dest` and check it out.
 
@@ -123,8 +180,10 @@ def checkout(
         raise GitRefused(f"'{sha}' is not a full commit hash")
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    _git(["init", "-q", "."], cwd=dest, timeout=timeout)
-    _git(["fetch", "-q", "--depth", "1", "--", url, sha], cwd=dest, timeout=timeout, pin=pin)
+    # No template directory: nothing but git's own files in the new .git.
+    _git(["init", "-q", "--template=", "."], cwd=dest, timeout=timeout)
+    fetch = ["fetch", "-q", "--no-tags", "--no-recurse-submodules", "--depth", "1", "--", url, sha]
+    _git(fetch, cwd=dest, timeout=timeout, pin=pin, stall=stall)
     _git(["checkout", "-q", "--force", "FETCH_HEAD"], cwd=dest, timeout=timeout)
     return _commit_info(dest, timeout)
 

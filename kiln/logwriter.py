@@ -9,11 +9,10 @@ from collections.abc import Iterable
 from sqlalchemy.exc import OperationalError
 
 from kiln.db import SessionFactory
-from kiln.events import publish
+from kiln.events import LOG_EVENT, announce_output
 from kiln.logs import append_log, reset_log
-from kiln.records import user_room
 
-LOG_EVENT = "buildLog"
+__all__ = ["LOG_EVENT", "LogWriter"]
 log = logging.getLogger(__name__)
 
 
@@ -33,7 +32,7 @@ class LogWriter:
     def __init__(self, sessions: SessionFactory, build_id: int, owner_id: int, cap: int) -> None:
         self._sessions = sessions
         self._build_id = build_id
-        self._room = user_room(owner_id)
+        self._owner_id = owner_id
         self._cap = cap
         self._lock = threading.Lock()
         self._pending = b""
@@ -73,6 +72,11 @@ class LogWriter:
             self.write(chunk[skip:])
             skip = 0
             if self.full:
+                # Output past the cap means the log was cut: the next non-empty chunk tells.
+                for more in output:
+                    if more:
+                        self.write(more)  # stores nothing, marks the log truncated
+                        break
                 return
 
     def flush(self, *, final: bool = False) -> None:
@@ -98,10 +102,5 @@ class LogWriter:
     def _store(self, data: bytes) -> None:
         with self._sessions.begin() as session:
             end = append_log(session, self._build_id, data, offset=self._stored)
-            event = {
-                "buildId": self._build_id,
-                "offset": end - len(data),
-                "chunk": data.decode(errors="replace"),
-            }
-            publish(session, LOG_EVENT, event, self._room)
+            announce_output(session, self._build_id, self._owner_id, end - len(data), data)
         self._stored = end

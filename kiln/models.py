@@ -159,7 +159,20 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
 
     delivery_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class WebhookPayload(Base):
+    """Signed bodies already acted on, per project (SHA-256): a captured delivery replayed under
+    a new or no delivery id never queues a second build."""
+
+    __tablename__ = "webhook_payloads"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    body_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class SocketEvent(Base):

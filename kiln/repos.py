@@ -25,11 +25,19 @@ class RepoUnresolvable(RepoRefused, RetryableError):
     """The URL's host has no address right now (which may pass)."""
 
 
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def check_repo_url(url: str, *, allow_local: bool) -> str | None:
     """Refuse what Kiln must not fetch from. Returns a curl resolve entry (`host:port:address`)
     that pins git to the address checked here, so a DNS answer that changes between this check
     and git's own lookup (rebinding) cannot point git at a private address; None when local
-    repositories are allowed (nothing to pin)."""
+    repositories are allowed or the host is an IP address (nothing to pin)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -52,6 +60,8 @@ def check_repo_url(url: str, *, allow_local: bool) -> str | None:
                 f"repoUrl host '{parts.hostname}' is a local or private address; "
                 "set KILN_ALLOW_LOCAL_REPOS=true to allow it"
             )
+    if _is_ip_literal(parts.hostname):
+        return None  # curl looks nothing up for an address: nothing to rebind, nothing to pin
     pinned = f"[{addresses[0]}]" if addresses[0].version == 6 else str(addresses[0])
     default_port = 443 if parts.scheme == "https" else 80
     return f"{parts.hostname}:{port or default_port}:{pinned}"

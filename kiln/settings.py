@@ -26,11 +26,14 @@ class Settings(BaseSettings):
     # Kilns sharing one Temporal namespace need distinct workflow ids: `<prefix>build-<id>`.
     workflow_id_prefix: str = ""
     jwt_secret: str = ""
-    jwt_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    jwt_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workspace_dir: Path = STATE_DIR / "workspaces"
-    build_network: str = "bridge"
+    # Docker network of build containers. Empty: a Kiln-managed bridge network that reaches the
+    # public internet only (the worker refuses to start if it cannot set that up); `none` cuts
+    # builds off; any other value is used as it is.
+    build_network: str = ""
     allow_local_repos: bool = False
     # A stable id names this worker's host queue, so a restarted worker takes its own work back.
     worker_id: str = Field(default_factory=socket.gethostname)
@@ -51,6 +54,35 @@ class Settings(BaseSettings):
     # GitHub caps webhook payloads at 25 MB; anything larger is not from GitHub.
     webhook_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     cors_origins: list[str] = []
+    # Host names the API answers to (DNS rebinding): empty means the listening address,
+    # localhost and KILN_PUBLIC_URL's host.
+    allowed_hosts: list[str] = []
+    # Where users reach this Kiln (links in statuses and notifications; an allowed host).
+    public_url: str = ""
+
+    # --- Sandbox of build containers ---
+    # uid:gid builds run as; the workspace is owned by it.
+    build_user: str = "1000:1000"
+    # A build whose workspace grows past this is stopped and fails saying why.
+    build_disk_mb: int = Field(default=10 * 1024, gt=0)
+    # Registries build images may come from (host[:port]); empty: any public registry.
+    allowed_registries: list[str] = []
+
+    # --- Limits per user ---
+    # git network work (resolving a branch) runs in its own pool, a few per user.
+    git_pool_size: int = Field(default=8, gt=0)
+    git_per_user: int = Field(default=2, gt=0)
+    # A git server sending less than 1 KiB/s for this long is dropped.
+    git_stall_seconds: int = Field(default=15, gt=0)
+    # JSON bodies larger than this are refused with 413 (the webhook has its own limit).
+    json_max_bytes: int = Field(default=64 * 1024, gt=0)
+    # Failed logins: after this many within the window, per account or per client address,
+    # further attempts answer 429 until the window has passed.
+    login_max_failures: int = Field(default=10, gt=0)
+    login_window_seconds: int = Field(default=300, gt=0)
+    max_projects_per_user: int = Field(default=100, gt=0)
+    max_queued_builds_per_user: int = Field(default=100, gt=0)
+    max_running_builds_per_user: int = Field(default=20, gt=0)
 
     @field_validator("jwt_secret")
     @classmethod

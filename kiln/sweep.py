@@ -5,7 +5,6 @@ and then periodically."""
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from sqlalchemy import select
@@ -13,7 +12,7 @@ from sqlalchemy import select
 from kiln.containers import Containers
 from kiln.db import SessionFactory
 from kiln.models import Build, BuildStatus
-from kiln.workspaces import build_id_of
+from kiln.workspaces import build_id_of, remove_workspace
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +38,10 @@ def sweep_host(sessions: SessionFactory, containers: Containers, workspace_dir: 
                 workspaces[build_id] = entry
     active = _still_active(sessions, set(found) | set(workspaces))
     tidied = sorted((set(found) | set(workspaces)) - active)
-    for build_id in tidied:
+    for build_id in tidied:  # each container goes before its workspace
         log.info("sweep: removing leftovers of finished build %s", build_id)
         containers.remove(build_id)
         if build_id in workspaces:
-            shutil.rmtree(workspaces[build_id], ignore_errors=True)
+            # Its container is gone: remove what the build left, setuid files and all.
+            remove_workspace(workspaces[build_id])
     return tidied

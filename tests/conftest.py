@@ -13,10 +13,10 @@ import pytest
 
 from cli.temporal_server import start_dev_server
 from kiln.migrate import upgrade
-from tests.support.databases import create_postgres_database, drop_postgres_database
-from tests.support.git_server import GitServer
-from tests.support.images import ensure_busybox_image
-from tests.support.stack import Stack, free_port, running_stack, stack_settings
+from testbed.databases import create_postgres_database, drop_postgres_database
+from testbed.git_server import GitServer
+from testbed.images import ensure_busybox_image
+from testbed.stack import Stack, free_port, running_stack, stack_settings
 
 DB_BACKENDS = ["sqlite", "postgres"]
 

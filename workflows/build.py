@@ -100,6 +100,8 @@ async def _cancellable(step: Awaitable[T]) -> T:
 class BuildWorkflow:
     def __init__(self) -> None:
         self._slot_freed = False
+        # The host the build was handed to: a cancel mid-run must still clean up there.
+        self._running_on: str | None = None
 
     @workflow.signal(name="slot_freed")
     def slot_freed(self) -> None:
@@ -118,9 +120,15 @@ class BuildWorkflow:
             outcome, host = await self._run_on_a_host(request)
         except asyncio.CancelledError:
             outcome = BuildOutcome.canceled(build_id)
+            host = self._running_on
             raise
         except workflow.ContinueAsNewError:
             outcome = None  # the next run of this workflow goes on waiting
+            raise
+        except GeneratorExit:
+            # The worker is gone and the coroutine is being closed: record nothing (a worker
+            # will replay this workflow), and schedule nothing outside the workflow loop.
+            outcome = host = None
             raise
         finally:
             # Record first (the user sees the result sooner), then remove the container.
@@ -163,6 +171,7 @@ class BuildWorkflow:
                     start_to_close_timeout=LOCAL_TIMEOUT,
                 )
             )
+            self._running_on = host
             try:
                 # A cancel of the build: its activity has stopped the container.
                 result = await _cancellable(self._execute_on(host, request))
@@ -170,6 +179,7 @@ class BuildWorkflow:
                 if _never_picked_up(err) and move < MAX_HOST_MOVES:
                     workflow.logger.warning("host %s did not pick up build %s", host, build_id)
                     unresponsive.append(host)
+                    self._running_on = None
                     continue
                 if _never_picked_up(err):
                     return BuildOutcome.failed(build_id, "no worker host picked the build up"), None

@@ -1,25 +1,53 @@
 """GitHub push webhooks: a signed push to a connected branch queues one build per project.
 
 What a delivery means (signatures, push rules, dedupe) is `kiln.webhooks`; this route reads the
-request and answers.
+request and answers. In order, each step before anything costlier: a delivery without a
+well-formed signature header is refused before its body is read (401); the body is read up to
+`KILN_WEBHOOK_MAX_BYTES` (413); the signature is checked over the raw bytes (401); only then is
+the body parsed, in a thread (400 for anything but a JSON object, nesting too deep included).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import BuildsDep, SettingsDep, WebhooksDep, WorkflowsDep
+from api.deps import BuildsDep, ProjectId, SettingsDep, WebhooksDep, WorkflowsDep
 from api.errors import NotQueued
 from api.queueing import start_builds, write_builds
 from api.schemas import BuildsQueued, Message, errors
-from kiln.webhooks import DuplicateDelivery, parse_push, repository_keys
+from kiln.webhooks import (
+    DuplicateDelivery,
+    InvalidPayload,
+    SignedProject,
+    WebhookService,
+    body_digest,
+    decode_payload,
+    parse_push,
+    raw_repository_keys,
+    repository_keys,
+    well_formed_signature,
+)
+from workflows.client import Workflows
 
 router = APIRouter(prefix="/api/webhook", tags=["webhooks"])
+NOT_SIGNED = "No valid signature for a project of this repository"
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Message, "description": "A ping: `pong`"},
+    202: {"model": BuildsQueued, "description": "Builds queued (or none, and why)"},
+    **errors(400, 401, 413, 500, 503),
+}
+
+
+def signature_of(request: Request) -> str:
+    """The `X-Hub-Signature-256` header; 401 at once (the body unread) unless well formed."""
+    signature = request.headers.get("x-hub-signature-256", "")
+    if not well_formed_signature(signature):
+        raise HTTPException(401, "Missing or malformed X-Hub-Signature-256 header")
+    return signature
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -34,29 +62,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def parse_object(body: bytes) -> dict[str, Any]:
+async def parse_object(body: bytes) -> dict[str, Any]:
+    """The JSON object, parsed off the event loop; 400 for anything else."""
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise HTTPException(400, "Request body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise HTTPException(400, "Request body must be a JSON object")
-    return payload
+        return await run_in_threadpool(decode_payload, body)
+    except InvalidPayload as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 def _accepted(message: str, builds: list[dict[str, Any]] | None = None) -> JSONResponse:
     return JSONResponse(status_code=202, content={"message": message, "builds": builds or []})
 
 
-@router.post(
-    "/github",
-    response_model=None,
-    responses={
-        200: {"model": Message, "description": "A ping: `pong`"},
-        202: {"model": BuildsQueued, "description": "Builds queued (or none, and why)"},
-        **errors(400, 401, 413, 500, 503),
-    },
-)
+@router.post("/github", response_model=None, responses=RESPONSES)
 async def github(
     request: Request,
     settings: SettingsDep,
@@ -64,34 +82,85 @@ async def github(
     builds: BuildsDep,
     workflows: WorkflowsDep,
 ) -> dict[str, Any] | JSONResponse:
+    """The shared URL, for hooks set up before per-project URLs: the delivery is matched to the
+    repository's projects (at most 20, the oldest first) by their secrets.
+
+    The repository is found in the raw bytes first, so a genuine delivery is verified before it
+    is parsed. Only a small body (up to KILN_JSON_MAX_BYTES) that matched nothing is parsed
+    unverified: to tell malformed JSON (400) from a bad signature (401), and to read a
+    repository the raw scan could not."""
+    signature = signature_of(request)
     body = await read_body(request, settings.webhook_max_bytes)
-    payload = parse_object(body)
-    signature = request.headers.get("x-hub-signature-256", "")
+    scanned = await run_in_threadpool(raw_repository_keys, body)
+    signers = await run_in_threadpool(webhooks.signed_projects, scanned, body, signature)
+    if not signers and len(body) > settings.json_max_bytes:
+        raise HTTPException(401, NOT_SIGNED)
+    payload = await parse_object(body)
     keys = repository_keys(payload)
-    projects = await run_in_threadpool(webhooks.signed_projects, keys, body, signature)
-    if not projects:
-        raise HTTPException(401, "No valid signature for a project of this repository")
+    if signers:  # the raw scan finds URLs anywhere in the body: the repository must be theirs
+        signers = [project for project in signers if project.repo_key in keys]
+    elif keys - scanned:  # a repository the scan could not read (escaped characters)
+        signers = await run_in_threadpool(webhooks.signed_projects, keys - scanned, body, signature)
+    if not signers:
+        raise HTTPException(401, NOT_SIGNED)
+    return await _act(request, payload, body, signers, webhooks, builds, workflows)
+
+
+@router.post("/github/{projectId}", response_model=None, responses=RESPONSES)
+async def github_project(
+    project_id: ProjectId,
+    request: Request,
+    settings: SettingsDep,
+    webhooks: WebhooksDep,
+    builds: BuildsDep,
+    workflows: WorkflowsDep,
+) -> dict[str, Any] | JSONResponse:
+    """A project's own URL: the delivery is checked against that project's secret only."""
+    signature = signature_of(request)
+    body = await read_body(request, settings.webhook_max_bytes)
+    signer = await run_in_threadpool(webhooks.signed_project, project_id, body, signature)
+    if signer is None:
+        raise HTTPException(401, "No valid signature for this project")
+    payload = await parse_object(body)
+    if request.headers.get("x-github-event", "") == "push" and (
+        signer.repo_key not in repository_keys(payload)
+    ):
+        return _accepted("Delivery is for another repository")
+    return await _act(request, payload, body, [signer], webhooks, builds, workflows)
+
+
+async def _act(
+    request: Request,
+    payload: dict[str, Any],
+    body: bytes,
+    signers: list[SignedProject],
+    webhooks: WebhookService,
+    builds: BuildsDep,
+    workflows: Workflows,
+) -> dict[str, Any] | JSONResponse:
+    """What a genuine delivery asks: pong, nothing, or one build per signer on the branch."""
     event = request.headers.get("x-github-event", "")
     if event == "ping":
         return {"message": "pong"}
     if event != "push":
-        return _accepted(f"Event '{event}' ignored")
+        return _accepted(f"Event '{event[:100]}' ignored")
     push = parse_push(payload)
     if push is None:  # a tag, a deletion: nothing to build
         return _accepted("Builds queued")
-    targets = [project.id for project in projects if project.branch == push.branch]
+    targets = [project.id for project in signers if project.branch == push.branch]
     delivery = request.headers.get("x-github-delivery", "")[:100]
+    digest = body_digest(body)
     try:
         records = await write_builds(
-            lambda: webhooks.queue_push(delivery, push, targets),
+            lambda: webhooks.queue_push(delivery, digest, push, targets),
             "Failed to insert the build records",
         )
         await start_builds(builds, workflows, records)
     except DuplicateDelivery:
         return _accepted("Delivery already processed")
     except NotQueued as exc:
-        if delivery and not exc.started_any:
+        if not exc.started_any:
             # Nothing queued: forget the delivery, so GitHub's redelivery can try again.
-            await run_in_threadpool(webhooks.forget, delivery)
+            await run_in_threadpool(webhooks.forget, delivery, digest, targets)
         raise
     return _accepted("Builds queued", records)

@@ -1,1 +1,1 @@
-"""Test-support helpers: a local git smart-HTTP server and a tiny Docker image."""
+"""Helpers the test tiers share (the real parts they run on are in `testbed`)."""

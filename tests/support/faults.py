@@ -68,14 +68,6 @@ def container_lifetimes(
     return lifetimes
 
 
-def build_containers(client: docker.DockerClient, deployment: str, build_id: int) -> list[Any]:
-    labels = build_labels(deployment, build_id)
-    found: list[Any] = client.containers.list(
-        all=True, ignore_removed=True, filters={"label": labels}
-    )
-    return found
-
-
 def running_container(client: docker.DockerClient, deployment: str, build_id: int) -> Any | None:
     found = client.containers.list(
         ignore_removed=True, filters={"label": build_labels(deployment, build_id)}

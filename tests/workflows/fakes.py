@@ -1,0 +1,146 @@
+"""Scripted fakes of Kiln's activities, registered under the real names, and what they saw.
+
+A test says what each activity answers (`Script`) and then waits, with a timeout, for what the
+fakes recorded (`Fakes.until`). Every fake is async, so it runs on the test's event loop and
+can be waited on with plain asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from temporalio import activity
+
+from kiln.contracts import BuildJob, BuildOutcome, HostRequest, RunResult, SlotClaim
+
+T = TypeVar("T")
+
+# How long a test waits for something the workflow should do soon.
+WAIT_SECONDS = 15.0
+# A blocked fake gives up after this long, so a test that went wrong still ends.
+BLOCK_LIMIT_SECONDS = 20.0
+
+
+class Block:
+    """An answer that holds the call until the call is cancelled."""
+
+    def __repr__(self) -> str:
+        return "BLOCK"
+
+
+BLOCK = Block()
+
+Step = RunResult | BaseException | Block
+
+
+def _next(answers: list[T]) -> T:
+    """The next answer in order; the last one repeats."""
+    return answers.pop(0) if len(answers) > 1 else answers[0]
+
+
+@dataclass
+class Script:
+    """What the fakes answer. Lists are consumed in order and their last item repeats."""
+
+    # claim_slot, per build id (a build missing here gets STARTED).
+    claims: dict[int, list[SlotClaim | Block]] = field(default_factory=dict)
+    # pick_host: the host task queue per call.
+    hosts: list[str | Block] = field(default_factory=list)
+    # execute_build, per call: a result, an exception to raise, or BLOCK.
+    runs: list[Step] = field(default_factory=lambda: [RunResult(exit_code=0)])
+    # finish_build, per build id: the builds to wake.
+    wakes: dict[int, list[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execute_build (or cleanup_build) call: where, for which build, which attempt."""
+
+    host: str
+    build_id: int
+    attempt: int = 1
+
+
+@dataclass
+class Fakes:
+    script: Script
+    claims: list[int] = field(default_factory=list)
+    picks: list[HostRequest] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    cleanups: list[Run] = field(default_factory=list)
+    outcomes: list[BuildOutcome] = field(default_factory=list)
+    # Names of the fakes that started blocking, and of those that then saw their cancel.
+    blocked: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _record(self, into: list[T], item: T) -> None:
+        into.append(item)
+        self._changed.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
+        """Wait until `condition()` holds (it is looked at after every recorded call)."""
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def _block(self, name: str, *, heartbeat: bool = False) -> None:
+        self._record(self.blocked, name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BLOCK_LIMIT_SECONDS
+        try:
+            while loop.time() < deadline:
+                if heartbeat:
+                    activity.heartbeat()
+                await asyncio.sleep(0.1)
+        except asyncio.CancelledError:
+            self._record(self.cancelled, name)
+            raise
+
+    # The workflow's local activities.
+
+    @activity.defn(name="claim_slot")
+    async def claim_slot(self, build_id: int) -> SlotClaim:
+        self._record(self.claims, build_id)
+        answer = _next(self.script.claims.setdefault(build_id, [SlotClaim.STARTED]))
+        if isinstance(answer, Block):
+            await self._block("claim_slot")
+            return SlotClaim.WAITING
+        return answer
+
+    @activity.defn(name="pick_host")
+    async def pick_host(self, request: HostRequest) -> str:
+        # A copy: the workflow's list is the caller's, not a record.
+        self._record(self.picks, HostRequest(request.build_id, list(request.exclude)))
+        answer = _next(self.script.hosts)
+        if isinstance(answer, Block):
+            await self._block("pick_host")
+            return "nobody-polls-this-queue"
+        return answer
+
+    @activity.defn(name="finish_build")
+    async def finish_build(self, outcome: BuildOutcome) -> list[int]:
+        self._record(self.outcomes, outcome)
+        return self.script.wakes.get(outcome.build_id, [])
+
+    # The host-bound activities.
+
+    @activity.defn(name="execute_build")
+    async def execute_build(self, job: BuildJob) -> RunResult:
+        info = activity.info()
+        self._record(self.runs, Run(info.task_queue, job.build_id, info.attempt))
+        step = _next(self.script.runs)
+        if isinstance(step, Block):
+            await self._block("execute_build", heartbeat=True)
+            return RunResult(exit_code=99)  # never cancelled: the test fails on this
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    @activity.defn(name="cleanup_build")
+    async def cleanup_build(self, job: BuildJob) -> None:
+        self._record(self.cleanups, Run(activity.info().task_queue, job.build_id))
