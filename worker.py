@@ -9,41 +9,91 @@ Builds run on the network `KILN_BUILD_NETWORK` names; left empty (the default), 
 bridge network, which reaches the public internet only (`kiln.network`). The worker sets that
 network and its firewall rules up before it polls, re-applies the rules at every maintenance
 round, and refuses to start if it cannot install them.
+
+For operators: the worker serves Prometheus metrics on `KILN_HOST:KILN_WORKER_METRICS_PORT`
+(0: off) — this host's running builds, capacity and failed heartbeats, and the queue time and
+duration of the builds whose transitions it commits (kiln.metrics) — and its log lines carry
+the `buildId` and `workflowId` of the Temporal activity they were written in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import sys
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import docker
+from prometheus_client import CollectorRegistry
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
+from typing_extensions import override
 
 from activities.build import BuildActivities
 from activities.hosts import HostActivities
 from activities.records import RecordActivities
 from kiln.builds import BuildService
 from kiln.containers import Containers
+from kiln.contracts import RunResult
 from kiln.db import SessionFactory, make_engine, make_session_factory
 from kiln.events import prune_outbox
-from kiln.execution import BuildExecutor
+from kiln.execution import Attempt, BuildExecutor
 from kiln.hosts import REFRESH_SECONDS, HostRegistry
+from kiln.logconfig import add_context_source, configure_logging
+from kiln.metrics import BuildMetrics, WorkerMetrics, new_registry, serve_metrics
 from kiln.network import BuildNetworkError, ProtectedNetwork
+from kiln.secrets import SecretsKeyError, require_secrets_key
 from kiln.settings import Settings, get_settings
 from kiln.sweep import sweep_host
+from kiln.visibility import BuildVisibility
 from workflows.build import BuildWorkflow
 from workflows.client import TemporalWorkflows
 from workflows.reconcile import reconcile_once
+from workflows.visibility import SearchAttributesError, require_search_attributes
 
 log = logging.getLogger("kiln.worker")
 LOCAL_ACTIVITY_SLOTS = 16
 HOST_ACTIVITY_SLOTS = 48
+_BUILD_OF_WORKFLOW = re.compile(r"build-(\d+)\Z")
+
+
+def temporal_log_ids(record: logging.LogRecord) -> Mapping[str, Any] | None:
+    """The ids of the Temporal activity (or workflow) a line was logged in, for kiln.logconfig:
+    `workflowId`, and `buildId` read from it (`<prefix>build-<id>`)."""
+    workflow_id: str | None = None
+    if activity.in_activity():
+        workflow_id = activity.info().workflow_id
+    else:
+        # Temporal's own loggers (workflow.logger, activity.logger) attach the ids themselves.
+        for key in ("temporal_activity", "temporal_workflow"):
+            extra = getattr(record, key, None)
+            if isinstance(extra, dict) and isinstance(extra.get("workflow_id"), str):
+                workflow_id = extra["workflow_id"]
+                break
+    if not workflow_id:
+        return None
+    found = _BUILD_OF_WORKFLOW.search(workflow_id)
+    return {"workflowId": workflow_id, "buildId": int(found.group(1)) if found else None}
+
+
+class CountedExecutor(BuildExecutor):
+    """The build executor, counting the builds that hold one of this host's slots."""
+
+    def __init__(self, *args: Any, metrics: WorkerMetrics, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._metrics = metrics
+
+    @override
+    def _execute(self, build_id: int, attempt: Attempt) -> RunResult:
+        with self._metrics.build_running():
+            return super()._execute(build_id, attempt)
 
 
 @dataclass
@@ -60,6 +110,9 @@ class WorkerProcess:
     docker_client: docker.DockerClient
     # Kiln's protected build network, when builds run on it (KILN_BUILD_NETWORK empty).
     network: ProtectedNetwork | None = None
+    # This process's Prometheus figures (served by `run_worker`).
+    registry: CollectorRegistry | None = None
+    metrics: WorkerMetrics | None = None
 
     async def maintain(self) -> None:
         """Sweep now, then sweep and reconcile every `KILN_RECONCILE_SECONDS`; re-apply the
@@ -92,6 +145,8 @@ class WorkerProcess:
             try:
                 await asyncio.to_thread(self.hosts.register)
             except Exception:  # the database is away: the entry ages, builds go elsewhere
+                if self.metrics is not None:
+                    self.metrics.heartbeat_failures.inc()
                 log.warning("could not refresh this host's registration", exc_info=True)
 
     async def run(self) -> None:
@@ -130,12 +185,19 @@ def build_worker_process(
             "metadata; leave it empty for Kiln's protected network, or use `none`",
             settings.build_network,
         )
-    sessions = make_session_factory(make_engine(settings.database_url))
+    sessions = make_session_factory(
+        make_engine(settings.database_url), workflow_id_prefix=settings.workflow_id_prefix
+    )
+    require_secrets_key(sessions, settings)
+    registry = new_registry()
+    BuildMetrics(registry).watch(sessions)
+    metrics = WorkerMetrics(registry, settings.worker_id, settings.max_builds_per_host)
+    add_context_source(temporal_log_ids)
     containers = Containers(docker_client, settings)
     build_service = BuildService(sessions)
     host_registry = HostRegistry(sessions, settings)
-    build_executor = BuildExecutor(sessions, build_service, containers, settings)
-    records = RecordActivities(build_service)
+    build_executor = CountedExecutor(sessions, build_service, containers, settings, metrics=metrics)
+    records = RecordActivities(build_service, BuildVisibility(sessions))
     hosts = HostActivities(host_registry)
     builds = BuildActivities(build_executor)
     settings.workspace_dir.mkdir(parents=True, exist_ok=True)
@@ -171,12 +233,16 @@ def build_worker_process(
         workflows,
         docker_client,
         network,
+        registry,
+        metrics,
     )
 
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    # Builds carry Kiln's search attributes: without them Temporal refuses every build.
+    await require_search_attributes(client, settings.temporal_namespace)
     with ThreadPoolExecutor(max_workers=LOCAL_ACTIVITY_SLOTS + HOST_ACTIVITY_SLOTS) as executor:
         process = build_worker_process(client, settings, executor)
         # SIGTERM/Ctrl-C: stop polling and unregister. Running build containers are left
@@ -186,14 +252,23 @@ async def run_worker(settings: Settings | None = None) -> None:
             loop.add_signal_handler(signum, process.request_shutdown)
         log.info("worker %s polling %s and %s", settings.worker_id, settings.task_queue,
                  settings.host_queue)  # fmt: skip
-        await process.run()
+        stop_metrics = None
+        if settings.worker_metrics_port and process.registry is not None:
+            stop_metrics = await asyncio.to_thread(
+                serve_metrics, process.registry, settings.host, settings.worker_metrics_port
+            )
+        try:
+            await process.run()
+        finally:
+            if stop_metrics is not None:
+                await asyncio.to_thread(stop_metrics)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(level=logging.INFO)
     try:
         asyncio.run(run_worker())
-    except BuildNetworkError as exc:
+    except (BuildNetworkError, SearchAttributesError, SecretsKeyError) as exc:
         sys.exit(f"kiln worker: cannot start: {exc}")
 
 

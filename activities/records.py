@@ -5,17 +5,24 @@ from __future__ import annotations
 from temporalio import activity
 
 from kiln.builds import BuildService
-from kiln.contracts import BuildOutcome, SlotClaim
+from kiln.contracts import BuildOutcome, SlotClaim, Waiting
+from kiln.visibility import BuildVisibility
 
 
 class RecordActivities:
-    def __init__(self, builds: BuildService) -> None:
+    def __init__(self, builds: BuildService, visibility: BuildVisibility | None = None) -> None:
         self._builds = builds
+        # Counts the builds ahead of a waiting one, for Temporal's UI (without it: no count).
+        self._visibility = visibility
 
     @activity.defn(name="claim_slot")
-    def claim_slot(self, build_id: int) -> SlotClaim:
-        """queued → running when the project has a free slot and no older build waits."""
-        return self._builds.claim_slot(build_id)
+    def claim_slot(self, build_id: int) -> SlotClaim | Waiting:
+        """queued → running when the project has a free slot and no older build waits; while
+        it waits, how many builds are ahead of it."""
+        claim = self._builds.claim_slot(build_id)
+        if claim != SlotClaim.WAITING or self._visibility is None:
+            return claim
+        return Waiting(ahead=self._visibility.builds_ahead(build_id))
 
     @activity.defn(name="finish_build")
     def finish_build(self, outcome: BuildOutcome) -> list[int]:

@@ -12,9 +12,12 @@ from sqlalchemy.orm import Session
 from api.security import InvalidToken, MissingSubject, user_id_from_token
 from kiln.builds import BuildService
 from kiln.db import SessionFactory
+from kiln.gitpool import GitPool
 from kiln.models import User
 from kiln.projects import ProjectService
+from kiln.quotas import UserLimits
 from kiln.settings import Settings
+from kiln.throttle import LoginThrottle
 from kiln.webhooks import WebhookService
 from workflows.client import Workflows
 
@@ -39,12 +42,34 @@ def get_workflows(request: Request) -> Workflows:
     return workflows
 
 
-def get_builds(sessions: Annotated[SessionFactory, Depends(get_sessions)]) -> BuildService:
-    return BuildService(sessions)
+def get_builds(
+    sessions: Annotated[SessionFactory, Depends(get_sessions)],
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+) -> BuildService:
+    return BuildService(sessions, UserLimits.from_settings(settings))
 
 
-def get_projects(sessions: Annotated[SessionFactory, Depends(get_sessions)]) -> ProjectService:
-    return ProjectService(sessions)
+def get_projects(
+    sessions: Annotated[SessionFactory, Depends(get_sessions)],
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+) -> ProjectService:
+    return ProjectService(sessions, UserLimits.from_settings(settings))
+
+
+def get_throttle(
+    sessions: Annotated[SessionFactory, Depends(get_sessions)],
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+) -> LoginThrottle:
+    return LoginThrottle.from_settings(sessions, settings)
+
+
+async def get_git_pool(request: Request) -> GitPool:
+    """The process's pool for git and other network look-ups (made on first use; `async`, so
+    it runs on the event loop and is made once)."""
+    pool: GitPool | None = getattr(request.app.state, "git_pool", None)
+    if pool is None:
+        pool = request.app.state.git_pool = GitPool.from_settings(request.app.state.settings)
+    return pool
 
 
 def get_webhooks(sessions: Annotated[SessionFactory, Depends(get_sessions)]) -> WebhookService:
@@ -57,6 +82,8 @@ WorkflowsDep = Annotated[Workflows, Depends(get_workflows)]
 BuildsDep = Annotated[BuildService, Depends(get_builds)]
 ProjectsDep = Annotated[ProjectService, Depends(get_projects)]
 WebhooksDep = Annotated[WebhookService, Depends(get_webhooks)]
+GitPoolDep = Annotated[GitPool, Depends(get_git_pool)]
+ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
@@ -84,10 +111,11 @@ def get_current_user(request: Request, settings: SettingsDep, session: SessionDe
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
-# Path ids: positive integers written in plain digits; anything else is a 400 naming the id
-# (api.errors). Ids beyond the database's 32-bit range name nothing: a 404, like any id that
-# names nothing.
-MAX_PATH_ID = 10**30
+# Path ids: positive integers written in plain digits, at most 30 of them; anything else is a
+# 400 naming the id (api.errors). Ids beyond the database's 32-bit range name nothing: a 404,
+# like any id that names nothing. (The Path constraints come first, so the schema shows them
+# as `minimum`/`maximum`.)
+MAX_PATH_ID = 10**30 - 1
 
 
 def _plain_digits(value: object) -> object:
@@ -97,8 +125,8 @@ def _plain_digits(value: object) -> object:
 
 
 BuildId = Annotated[
-    int, BeforeValidator(_plain_digits), Path(alias="buildId", ge=1, le=MAX_PATH_ID)
+    int, Path(alias="buildId", ge=1, le=MAX_PATH_ID), BeforeValidator(_plain_digits)
 ]
 ProjectId = Annotated[
-    int, BeforeValidator(_plain_digits), Path(alias="projectId", ge=1, le=MAX_PATH_ID)
+    int, Path(alias="projectId", ge=1, le=MAX_PATH_ID), BeforeValidator(_plain_digits)
 ]

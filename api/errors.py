@@ -10,10 +10,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
 from kiln.errors import Conflict, Forbidden, NotFound, RequestError
+from kiln.quotas import LimitReached
 
-REQUEST_ERRORS: dict[type[RequestError], int] = {NotFound: 404, Forbidden: 403, Conflict: 409}
+REQUEST_ERRORS: dict[type[RequestError], int] = {
+    NotFound: 404,
+    Forbidden: 403,
+    Conflict: 409,
+    LimitReached: 429,
+}
 
 
 class QueueingFailed(Exception):
@@ -43,10 +50,25 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{'.'.join(where)}: {text}" if where else text
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (Starlette's 405 names only the first
+    route's, but each method of a path is a route of its own here)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            matched, _scope = route.matches(request.scope)
+            if matched is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return message(exc.status_code, str(exc.detail), exc.headers)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return message(exc.status_code, str(exc.detail), headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -55,7 +77,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestError)
     async def request_error(_request: Request, exc: RequestError) -> JSONResponse:
-        return message(REQUEST_ERRORS.get(type(exc), 400), str(exc))
+        retry_after = exc.retry_after if isinstance(exc, LimitReached) else None
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return message(REQUEST_ERRORS.get(type(exc), 400), str(exc), headers)
 
     @app.exception_handler(QueueingFailed)
     async def queueing_failed(_request: Request, exc: QueueingFailed) -> JSONResponse:

@@ -1,4 +1,6 @@
-"""The ASGI application: FastAPI for REST and python-socketio on the same port."""
+"""The ASGI application: FastAPI for REST and python-socketio on the same port, with the
+operator's endpoints beside them: `/healthz` and `/readyz` (api.health), `/metrics`
+(api.metrics_route), and a request id on every answer and every log line."""
 
 from __future__ import annotations
 
@@ -15,15 +17,21 @@ from starlette.types import Receive, Scope, Send
 from temporalio.client import Client
 
 from api import errors
+from api.health import PATHS as HEALTH_PATHS
+from api.health import Readiness, health_endpoint
 from api.limits import BodyLimit
+from api.metrics_route import METRICS_PATH, ApiMetrics, Observed, RouteLabels, metrics_endpoint
 from api.pubsub import DatabaseManager
-from api.routes import auth, builds, history, projects, webhooks
+from api.routes import auth, builds, config, history, projects, secrets, tokens, webhooks
 from api.schemas import ERROR_TEXT, ErrorBody
 from api.sockets import create_socket_server
 from api.trusted_hosts import TrustedHosts, allowed_host_names
 from api.web import mount_dashboard
 from kiln.db import make_engine, make_session_factory
+from kiln.metrics import BuildCounts, BuildMetrics, new_registry
+from kiln.secrets import require_secrets_key
 from kiln.settings import Settings, get_settings
+from kiln.visibility import BuildVisibility
 from workflows.client import TemporalWorkflows, Workflows
 
 log = logging.getLogger(__name__)
@@ -52,15 +60,27 @@ def create_app(settings: Settings | None = None, workflows: Workflows | None = N
     if not settings.jwt_secret:
         raise RuntimeError("KILN_JWT_SECRET is not set: the API refuses to start without it")
     engine = make_engine(settings.database_url)
-    sessions = make_session_factory(engine)
-    manager = DatabaseManager(settings.database_url, sessions)
+    sessions = make_session_factory(engine, workflow_id_prefix=settings.workflow_id_prefix)
+    require_secrets_key(sessions, settings)  # SecretsKeyError (a RuntimeError) says why
+    registry = new_registry()
+    metrics = ApiMetrics(registry)
+    BuildMetrics(registry).watch(sessions)
+    registry.register(BuildCounts(sessions))
+    manager = DatabaseManager(settings.database_url, sessions, metrics.observe_delivery)
+    metrics.watch_sockets(manager)
     sio = create_socket_server(settings, sessions, manager)
+    temporal: list[Client] = []
+    readiness = Readiness(engine, manager, lambda: temporal[0] if temporal else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.workflows = workflows or TemporalWorkflows(
-            await connect_temporal(settings), settings
-        )
+        if workflows is None:
+            temporal.append(await connect_temporal(settings))
+            app.state.workflows = TemporalWorkflows(
+                temporal[0], settings, BuildVisibility(sessions)
+            )
+        else:
+            app.state.workflows = workflows
         # Listen before serving: a client that connects and then queues a build must not miss
         # the build's first event.
         sio.manager_initialized = True
@@ -75,6 +95,8 @@ def create_app(settings: Settings | None = None, workflows: Workflows | None = N
     app.state.sessions = sessions
     app.state.sio = sio
     app.state.manager = manager
+    app.state.metrics = metrics
+    app.state.readiness = readiness
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -83,29 +105,58 @@ def create_app(settings: Settings | None = None, workflows: Workflows | None = N
             allow_headers=["*"],
         )
     errors.install(app)
-    for router in (auth.router, projects.router, history.router, builds.router, webhooks.router):
-        app.include_router(router)
+    routers = (auth, projects, secrets, history, builds, webhooks, tokens, config)
+    for module in routers:
+        app.include_router(module.router)
     mount_dashboard(app)
     refine_openapi(app)
-    return KilnApp(sio, app, settings)
+    return KilnApp(sio, app, settings, metrics, readiness)
 
 
 class KilnApp(socketio.ASGIApp):  # type: ignore[misc]
     """Socket.io and REST on one port, behind the host check and the body cap (in that order:
     both come before anything reads the request). The webhook reads its own body, with its own
-    limit, after checking the signature header. `other_asgi_app` is the FastAPI app."""
+    limit, after checking the signature header. `other_asgi_app` is the FastAPI app.
 
-    def __init__(self, sio: socketio.AsyncServer, app: FastAPI, settings: Settings) -> None:
+    Outermost, `Observed` gives each request its id and counts it. The health probes are
+    answered before the host check (orchestrators send any `Host`); `/metrics` after it."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        app: FastAPI,
+        settings: Settings,
+        metrics: ApiMetrics,
+        readiness: Readiness,
+    ) -> None:
         super().__init__(sio, other_asgi_app=app)
+        self._readiness = readiness
+        self._registry = metrics.registry
         capped = BodyLimit(
             super().__call__,
             settings.json_max_bytes,
             exempt_prefixes=(f"{webhooks.router.prefix}/",),
         )
-        self._guarded = TrustedHosts(capped, allowed_host_names(settings))
+        self._guarded = TrustedHosts(self._metrics_or(capped), allowed_host_names(settings))
+        self._observed = Observed(self._route, metrics, RouteLabels(app))
+
+    def _metrics_or(self, app: Any) -> Any:
+        async def route(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["path"] == METRICS_PATH:
+                await metrics_endpoint(self._registry, scope, receive, send)
+            else:
+                await app(scope, receive, send)
+
+        return route
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in HEALTH_PATHS:
+            await health_endpoint(self._readiness, scope, receive, send)
+        else:
+            await self._guarded(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._guarded(scope, receive, send)
+        await self._observed(scope, receive, send)
 
 
 def refine_openapi(app: FastAPI) -> None:

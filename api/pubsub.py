@@ -4,6 +4,11 @@ Every API process listens: on PostgreSQL with LISTEN on a dedicated connection, 
 polling the outbox. The listener reconnects with a capped back-off inside its generator (never a
 busy loop) and, after a reconnect, sends the current record of every build that changed meanwhile,
 since NOTIFYs sent while it was away are lost.
+
+For operators: `listening` says whether the listener is subscribed right now (the API's
+readiness), `connection_count()` how many sockets this process holds, and each event emitted
+here reports how long it took from its commit (`on_delivered`): the publisher's `sent_at`
+stamp, or the outbox row's creation time.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +34,9 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05
 RECONNECT_MAX_SECONDS = 10.0
+NAMESPACE = "/"
+# When the change an event describes was committed (Unix time): set by publishers.
+SENT_AT = "sent_at"
 
 
 class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
@@ -35,21 +44,49 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
 
     name = "kiln-database"
 
-    def __init__(self, url: str, session_factory: SessionFactory) -> None:
+    def __init__(
+        self,
+        url: str,
+        session_factory: SessionFactory,
+        on_delivered: Callable[[float], None] | None = None,
+    ) -> None:
         super().__init__(channel=CHANNEL)
         self._url = url
         self._sessions = session_factory
+        self._on_delivered = on_delivered
         # Set once the listener is subscribed: the API waits for it before serving.
         self.ready = asyncio.Event()
+        # Whether it is subscribed now (false from a lost connection until it is back).
+        self.connected = False
         self._lost_at: datetime | None = None
         self._last_outbox_id: int | None = None
 
+    @property
+    def listening(self) -> bool:
+        """Subscribed now, and the task that delivers events is alive."""
+        thread = getattr(self, "thread", None)
+        alive = thread is not None and not (isinstance(thread, asyncio.Future) and thread.done())
+        return self.ready.is_set() and self.connected and alive
+
+    def connection_count(self) -> int:
+        """Sockets connected (and past authentication) to this process."""
+        pending = set(self.pending_connect.get(NAMESPACE, []))
+        return sum(1 for sid, _eio in self.get_participants(NAMESPACE, None) if sid not in pending)
+
     async def _publish(self, data: dict[str, Any]) -> None:
+        data = {**data, SENT_AT: time.time()}
+
         def write() -> None:
             with self._sessions.begin() as session:
                 publish_message(session, data)
 
         await asyncio.to_thread(write)
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        await super()._handle_emit(message)
+        sent_at = message.get(SENT_AT)
+        if self._on_delivered is not None and isinstance(sent_at, int | float):
+            self._on_delivered(max(0.0, time.time() - float(sent_at)))
 
     async def _listen(self) -> AsyncIterator[dict[str, Any]]:
         sqlite = make_url(self._url).get_backend_name() == "sqlite"
@@ -65,6 +102,7 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a dropped connection, a restarting database
+                self.connected = False
                 log.warning("event listener lost its connection (%s); retry in %.1fs", exc, delay)
                 self._lost_at = self._lost_at or utcnow()
                 await asyncio.sleep(delay)
@@ -74,6 +112,7 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
         dsn = make_url(self._url).set(drivername="postgresql").render_as_string(hide_password=False)
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             await conn.execute(f"LISTEN {CHANNEL}")
+            self.connected = True
             self.ready.set()
             if self._lost_at is not None:
                 # NOTIFYs sent while we were away are gone: send the state they described.
@@ -89,19 +128,23 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
 
     def _outbox_row(self, row_id: int) -> dict[str, Any] | None:
         with self._sessions() as session:
-            payload = session.scalar(select(SocketEvent.payload).where(SocketEvent.id == row_id))
-        return json.loads(payload) if payload is not None else None
+            row = session.execute(
+                select(SocketEvent.payload, SocketEvent.created_at).where(SocketEvent.id == row_id)
+            ).one_or_none()
+        return _stamped(row[0], row[1]) if row is not None else None
 
     async def _listen_sqlite(self) -> AsyncIterator[dict[str, Any]]:
         # The outbox keeps events across a lost connection: go on from the last one seen.
         if self._last_outbox_id is None:
             self._last_outbox_id = await asyncio.to_thread(self._newest_outbox_id)
+        self.connected = True
         self.ready.set()
         while True:
             rows = await asyncio.to_thread(self._outbox_after, self._last_outbox_id)
-            for row_id, payload in rows:
+            self.connected = True
+            for row_id, payload, created_at in rows:
                 self._last_outbox_id = row_id
-                yield json.loads(payload)
+                yield _stamped(payload, created_at)
             if not rows:
                 await asyncio.sleep(POLL_SECONDS)
 
@@ -109,12 +152,22 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
         with self._sessions() as session:
             return session.scalar(select(func.max(SocketEvent.id))) or 0
 
-    def _outbox_after(self, last_id: int) -> list[tuple[int, str]]:
+    def _outbox_after(self, last_id: int) -> list[tuple[int, str, datetime]]:
         with self._sessions() as session:
             query = (
-                select(SocketEvent.id, SocketEvent.payload)
+                select(SocketEvent.id, SocketEvent.payload, SocketEvent.created_at)
                 .where(SocketEvent.id > last_id)
                 .order_by(SocketEvent.id)
                 .limit(500)
             )
-            return [(row_id, payload) for row_id, payload in session.execute(query)]
+            rows = session.execute(query).all()
+            return [(row_id, payload, created) for row_id, payload, created in rows]
+
+
+def _stamped(payload: str, created_at: datetime | None) -> dict[str, Any]:
+    """An outbox message, with its row's creation time as its commit time unless the publisher
+    stamped it."""
+    message: dict[str, Any] = json.loads(payload)
+    if isinstance(message, dict) and created_at is not None:
+        message.setdefault(SENT_AT, created_at.timestamp())
+    return message

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import NotQueued, QueueingFailed
 from kiln.builds import BuildService
-from kiln.contracts import BuildOutcome
+from kiln.contracts import BuildOutcome, Trigger
 from workflows.client import Workflows, WorkflowsUnavailable, settle
 
 log = logging.getLogger(__name__)
@@ -29,19 +29,30 @@ async def write_builds(write: Callable[[], T], failure_message: str) -> T:
 
 
 async def start_builds(
-    builds: BuildService, workflows: Workflows, records: list[dict[str, Any]]
+    builds: BuildService,
+    workflows: Workflows,
+    records: list[dict[str, Any]],
+    trigger: Trigger | None = None,
+    rebuild_of: int | None = None,
 ) -> None:
-    """Start each build's workflow; raises NotQueued (503) if any could not be started."""
+    """Start each build's workflow, labelled with what queued it (and for a rebuild, which
+    build it repeats); raises NotQueued (503) if any could not be started."""
     started = 0
     for record in records:
-        started += await _start(builds, workflows, record["id"])
+        started += await _start(builds, workflows, record["id"], trigger, rebuild_of)
     if started < len(records):
         raise NotQueued(started_any=started > 0)
 
 
-async def _start(builds: BuildService, workflows: Workflows, build_id: int) -> bool:
+async def _start(
+    builds: BuildService,
+    workflows: Workflows,
+    build_id: int,
+    trigger: Trigger | None,
+    rebuild_of: int | None,
+) -> bool:
     try:
-        await workflows.start(build_id)
+        await workflows.start(build_id, trigger=trigger, rebuild_of=rebuild_of)
     except WorkflowsUnavailable as exc:
         log.error("could not start the workflow of build %s: %s", build_id, exc)
         # A build whose workflow never started must not sit `queued`.

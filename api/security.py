@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from jose import JWTError, jwt
 
+from kiln.access import MAX_ID
+
 ALGORITHM = "HS256"
 _hasher = PasswordHasher()
+# Checked instead of a user's hash when no user has the email: refusing an unknown email then
+# takes as long as refusing a wrong password, so the time does not tell which emails exist.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 class InvalidToken(Exception):
@@ -24,11 +30,13 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def verify_password(password_hash: str, password: str) -> bool:
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether `password` matches; with no hash (no such user), False after the same work."""
     try:
-        return _hasher.verify(password_hash, password)
+        matches = _hasher.verify(password_hash or _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return False
+    return matches and password_hash is not None
 
 
 def create_token(user_id: int, secret: str, ttl_seconds: int) -> str:
@@ -46,7 +54,10 @@ def user_id_from_token(token: str, secret: str) -> int:
     subject = claims.get("sub")
     if subject is None or subject == "":
         raise MissingSubject()
-    try:
-        return int(subject)
-    except (TypeError, ValueError):
-        raise InvalidToken("subject is not a user id") from None
+    # Plain digits only (no sign, spaces or other numerals), within the database's id range:
+    # a larger number names no user and must not reach a query.
+    if not (isinstance(subject, str) and subject.isascii() and subject.isdigit()):
+        raise InvalidToken("subject is not a user id")
+    if len(subject) > len(str(MAX_ID)) or not 1 <= int(subject) <= MAX_ID:
+        raise InvalidToken("subject is not a user id")
+    return int(subject)

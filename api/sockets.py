@@ -24,6 +24,13 @@ from kiln.db import SessionFactory
 from kiln.models import User
 from kiln.records import user_room
 from kiln.settings import Settings
+from kiln.tokens import TokenService, looks_like_api_token
+
+
+def token_room(token_id: int) -> str:
+    """The sockets that connected with one API token (so revoking it can drop them)."""
+    return f"token:{token_id}"
+
 
 log = logging.getLogger(__name__)
 NAMESPACE = "/"
@@ -84,6 +91,14 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
         log.info("socket %s disconnected: its token expired", sid)
         await self.disconnect(sid, namespace=NAMESPACE)
 
+    async def disconnect_token(self, token_id: int) -> int:
+        """Disconnect every socket of this API process that connected with the API token."""
+        room = token_room(token_id)
+        sids = [sid for sid, _eio in self.manager.get_participants(NAMESPACE, room)]
+        for sid in sids:
+            await self.disconnect(sid, namespace=NAMESPACE)
+        return len(sids)
+
     async def disconnect_user(self, user_id: int) -> int:
         """Disconnect every socket of `user_id` connected to this API process; how many.
 
@@ -108,11 +123,21 @@ def create_socket_server(
         with sessions() as session:
             return session.get(User, user_id) is not None
 
+    tokens = TokenService(sessions)
+
     @sio.event  # type: ignore[untyped-decorator]
     async def connect(sid: str, _environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise socketio.exceptions.ConnectionRefusedError("authentication token is missing")
+        if looks_like_api_token(token):
+            # An API token has no expiry: it lasts until revoked (revoking disconnects it).
+            found = await run_in_threadpool(tokens.find, token)
+            if found is None:
+                raise socketio.exceptions.ConnectionRefusedError("token is invalid")
+            await sio.enter_room(sid, user_room(found.user_id))
+            await sio.enter_room(sid, token_room(found.token_id))
+            return
         try:
             user_id = user_id_from_token(token, settings.jwt_secret)
         except (InvalidToken, MissingSubject):

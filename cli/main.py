@@ -15,9 +15,38 @@ from kiln.settings import get_settings
 
 
 def cmd_migrate() -> None:
-    from kiln.migrate import upgrade
+    """The database schema, then Kiln's search attributes in the Temporal namespace (those
+    missing are registered, and named); a worker refuses to start without them."""
+    import asyncio
+    import os
 
-    upgrade(get_settings().database_url)
+    from kiln.migrate import upgrade
+    from workflows.visibility import SearchAttributesError, ensure_search_attributes
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    log = logging.getLogger("kiln.migrate")
+    log.info("database schema is up to date")
+    namespace = settings.temporal_namespace
+    code = 0
+    try:
+        added = asyncio.run(ensure_search_attributes(settings.temporal_address, namespace))
+    except SearchAttributesError as exc:
+        print(f"kiln migrate: the database schema is up to date, but {exc}", file=sys.stderr)
+        code = 1
+    else:
+        if added:
+            names = ", ".join(added)
+            log.info("registered search attributes %s in namespace %s", names, namespace)
+        else:
+            log.info("Kiln's search attributes are already registered in namespace %s", namespace)
+    # Leave without the interpreter's teardown: the Temporal client's native threads can abort
+    # a finalizing interpreter (temporalio/sdk-python#300), and the exit code must be ours.
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_api() -> None:
@@ -26,13 +55,30 @@ def cmd_api() -> None:
     from api.main import create_app
 
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # log_config=None: Kiln's own logging set-up (kiln.logconfig) formats uvicorn's lines too.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        log_config=None,
+    )
 
 
 def cmd_worker() -> None:
     import worker
 
     worker.main()
+
+
+def cmd_rotate_secrets() -> None:
+    from kiln.db import make_engine, make_session_factory
+    from kiln.secrets import SecretStore
+
+    settings = get_settings()
+    sessions = make_session_factory(make_engine(settings.database_url))
+    count = SecretStore.from_settings(sessions, settings).rotate()
+    print(f"kiln: {count} secrets and credentials re-encrypted with the first KILN_SECRETS_KEY")
 
 
 def cmd_dev() -> None:
@@ -45,7 +91,8 @@ SERVER_COMMANDS = {
     "dev": (cmd_dev, "run the whole system on this machine"),
     "api": (cmd_api, "run the REST API, Socket.io and the dashboard"),
     "worker": (cmd_worker, "run a worker (builds on this host)"),
-    "migrate": (cmd_migrate, "apply the database schema"),
+    "migrate": (cmd_migrate, "apply the database schema and register Temporal search attributes"),
+    "rotate-secrets": (cmd_rotate_secrets, "re-encrypt secrets with the newest KILN_SECRETS_KEY"),
 }
 
 
@@ -63,9 +110,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.command in SERVER_COMMANDS:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+        from kiln.logconfig import configure_logging
+
+        configure_logging(level=logging.INFO)  # KILN_LOG_FORMAT: text, or json
         SERVER_COMMANDS[args.command][0]()
         return
     sys.exit(run_client(args))

@@ -21,6 +21,7 @@ from kiln.events import announce, announce_output
 from kiln.git import CommitInfo
 from kiln.logs import append_log
 from kiln.models import Build, BuildStatus, Project, utcnow
+from kiln.quotas import UserLimits, check_new_builds, lock_owner, may_run_another, owned_builds
 from kiln.records import build_record, queue_positions
 
 
@@ -56,15 +57,22 @@ def _count(
 
 
 class BuildService:
-    """Build state changes over one database."""
+    """Build state changes over one database. With `limits`, a user's queued builds are capped
+    at `rebuild` and their running builds at `claim_slot`."""
 
-    def __init__(self, sessions: SessionFactory) -> None:
+    def __init__(self, sessions: SessionFactory, limits: UserLimits | None = None) -> None:
         self._sessions = sessions
+        self._limits = limits
 
     def rebuild(self, user_id: int, build_id: int) -> dict[str, Any]:
-        """A new `queued` build at the original's commit (the original is left as it was)."""
+        """A new `queued` build at the original's commit (the original is left as it was);
+        LimitReached when the user has as many builds waiting as allowed."""
         with self._sessions.begin() as session:
+            if self._limits is not None:
+                lock_owner(session, user_id)
             original = owned_build(session, build_id, user_id)
+            if self._limits is not None:
+                check_new_builds(session, user_id, self._limits, 1)
             copy = Build(
                 project_id=original.project_id,
                 commit=original.commit,
@@ -83,30 +91,42 @@ class BuildService:
             return build_record(build, queue_positions(session, [build.project_id]))
 
     def claim_slot(self, build_id: int) -> SlotClaim:
-        """queued → running when the project has a free slot and no older build waits."""
+        """queued → running when the project has a free slot, no older build of the project
+        waits, and the owner runs fewer builds than their limit."""
         with self._sessions.begin() as session:
             build = session.get(Build, build_id)
             if build is None or build.status.is_final:
                 return SlotClaim.FINAL
             if build.status == BuildStatus.RUNNING:  # claimed before a crash or replay
                 return SlotClaim.STARTED
+            owner_id = session.scalar(
+                select(Project.owner_id).where(Project.id == build.project_id)
+            )
+            if owner_id is None:  # the project is being deleted, and the build with it
+                return SlotClaim.FINAL
+            if self._limits is not None:
+                lock_owner(session, owner_id)  # the owner's claims, one at a time
             # The project row lock serialises claims of one project (PostgreSQL; SQLite's
             # transactions are serial already).
             project = session.scalar(
                 select(Project).where(Project.id == build.project_id).with_for_update()
             )
-            assert project is not None  # builds are deleted with their project
+            if project is None:  # deleted meanwhile
+                return SlotClaim.FINAL
             running = _count(session, project.id, BuildStatus.RUNNING)
             older_waiting = _count(session, project.id, BuildStatus.QUEUED, below_id=build_id)
             if running >= project.max_concurrent_builds or older_waiting:
+                return SlotClaim.WAITING
+            if self._limits is not None and not may_run_another(session, owner_id, self._limits):
                 return SlotClaim.WAITING
             build.status = BuildStatus.RUNNING
             announce(session, build)
             return SlotClaim.STARTED
 
     def finish(self, outcome: BuildOutcome) -> list[int]:
-        """Record the final status once (a repeated call is a no-op). Returns the builds of the
-        project that may now take the freed slot, oldest first."""
+        """Record the final status once (a repeated call is a no-op). Returns the builds that
+        may now take the freed slot: the project's, oldest first, then — when this build freed
+        the owner's last running slot — the next build of each of the owner's other projects."""
         with self._sessions.begin() as session:
             build = session.scalar(
                 select(Build).where(Build.id == outcome.build_id).with_for_update()
@@ -120,7 +140,46 @@ class BuildService:
                 if outcome.reason:
                     self._append_reason(session, build, outcome.reason)
                 announce(session, build)
-            return self._waiting(session, build.project_id)
+            waiting = self._waiting(session, build.project_id)
+            return waiting + self._waiting_for_owner(session, build.project_id, waiting)
+
+    def _waiting_for_owner(
+        self, session: Session, project_id: int, already: list[int]
+    ) -> list[int]:
+        """Builds of the owner's other projects that the owner's running limit held back and
+        that may start now. Only when the owner runs exactly one build fewer than the limit:
+        then this finish may be what freed the slot (a concurrent finish sees the same, so
+        one of them always wakes); below that, no build is waiting for the owner's slot."""
+        if self._limits is None:
+            return []
+        owner_id = session.scalar(select(Project.owner_id).where(Project.id == project_id))
+        if owner_id is None:
+            return []
+        limit = self._limits.max_running_builds
+        if owned_builds(session, owner_id, BuildStatus.RUNNING) != limit - 1:
+            return []
+        return [b for b in self._heads_of_owner(session, owner_id, limit) if b not in already]
+
+    @staticmethod
+    def _heads_of_owner(session: Session, owner_id: int, limit: int) -> list[int]:
+        """The oldest queued build of each of the owner's projects, oldest first, at most
+        `limit` of them."""
+        heads = (
+            select(func.min(Build.id))
+            .join(Project, Build.project_id == Project.id)
+            .where(Project.owner_id == owner_id, Build.status == BuildStatus.QUEUED)
+            .group_by(Build.project_id)
+            .order_by(func.min(Build.id))
+            .limit(limit)
+        )
+        return [int(build_id) for build_id in session.scalars(heads)]
+
+    def waiting_of_owner(self, owner_id: int) -> list[int]:
+        """The next build of each of the owner's projects: the ones to wake when running builds
+        of the owner went away without finishing (their project was deleted)."""
+        limit = self._limits.max_running_builds if self._limits else 100
+        with self._sessions() as session:
+            return self._heads_of_owner(session, owner_id, limit)
 
     @staticmethod
     def _append_reason(session: Session, build: Build, reason: str) -> None:

@@ -18,8 +18,8 @@ Builds run as `KILN_BUILD_USER` (an unprivileged uid:gid), never as root.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,14 @@ class ContainerSpec:
     image: str
     command: str
     workspace: Path
+    # The project's variables and secrets (kiln.secrets.BuildSecrets.env): never printed.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+def container_env(spec: ContainerSpec) -> dict[str, str]:
+    """The build's environment: `CI`, then the project's variables and secrets, then what Kiln
+    sets itself (HOME, KILN_BUILD_ID: names a project may not use)."""
+    return {"CI": "true", **spec.env, "KILN_BUILD_ID": str(spec.build_id), "HOME": "/tmp"}
 
 
 def seconds_running(container: Any) -> float:
@@ -127,7 +135,7 @@ class Containers:
             # Never root: a file the build makes in its workspace (a bind mount of the host's
             # disk) is the build user's, whatever mode bits it sets.
             "user": str(self._user),
-            "environment": {"CI": "true", "KILN_BUILD_ID": str(spec.build_id), "HOME": "/tmp"},
+            "environment": container_env(spec),
             # The sandbox: only its own workspace from the host, no privileges, bounded
             # memory (swap included), CPU and processes, a read-only root.
             "volumes": {str(spec.workspace.resolve()): {"bind": WORKDIR, "mode": "rw"}},

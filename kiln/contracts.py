@@ -1,7 +1,10 @@
 """The values that pass between the core, the activities and the workflow.
 
 They travel through Temporal's history, so they hold ids and outcomes only — never a repository
-URL (it may carry a token), a command's output or a secret.
+URL (it may carry a token), a command's output or a secret. `BuildLabels` is the exception that
+proves the rule: what names a build in Temporal's UI (its project's name, branch, commit and the
+head of its command), stored there in clear for operators to search — still never a URL or a
+secret.
 """
 
 from __future__ import annotations
@@ -28,6 +31,42 @@ class SlotClaim(StrEnum):
     STARTED = "started"  # the build is running: go on
     WAITING = "waiting"  # the project's slots are taken, or older builds wait first
     FINAL = "final"  # already finished, canceled or deleted: nothing to do
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The claim activity's answer while the build waits (its SlotClaim.WAITING, with a count):
+    how many builds of its project run or wait before it."""
+
+    ahead: int
+
+
+class Trigger(StrEnum):
+    """What queued a build."""
+
+    PROJECT = "project"  # the project was created
+    PUSH = "push"  # a webhook delivery
+    REBUILD = "rebuild"  # a user asked for a rebuild
+
+
+@dataclass(frozen=True)
+class BuildLabels:
+    """What names a build in Temporal's UI (search attributes, summaries), read from its
+    record and its project's."""
+
+    project_id: int
+    project: str
+    branch: str
+    commit_hash: str
+    commit_message: str
+    commit_author: str
+    # The head of the project's build command (COMMAND_HEAD_BYTES at most): the run step's
+    # summary shows it.
+    command: str
+
+
+# How much of a build command its labels (and so the workflow's input) carry.
+COMMAND_HEAD_BYTES = 200
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from kiln.workflow_ids import WORKFLOW_ID_PREFIX
+
 SessionFactory = sessionmaker[Session]
 
 
@@ -64,5 +66,9 @@ def _sqlite_begin_immediate(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: Engine) -> SessionFactory:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, *, workflow_id_prefix: str = "") -> SessionFactory:
+    """Sessions of one deployment: build records read in them name their workflow with its
+    KILN_WORKFLOW_ID_PREFIX (kiln.records.build_workflow_id)."""
+    return sessionmaker(
+        engine, expire_on_commit=False, info={WORKFLOW_ID_PREFIX: workflow_id_prefix}
+    )

@@ -10,6 +10,7 @@ Socket.io client manager) is `api.pubsub`.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,8 +65,9 @@ def emit_message(event: str, data: Any, room: str) -> dict[str, Any]:
 
 
 def publish(session: Session, event: str, data: Any, room: str) -> None:
-    """Queue a Socket.io event in `session`'s transaction; it is delivered when that commits."""
-    publish_message(session, emit_message(event, data, room))
+    """Queue a Socket.io event in `session`'s transaction; it is delivered when that commits.
+    `sent_at` (about the commit) lets listeners measure delivery; python-socketio ignores it."""
+    publish_message(session, emit_message(event, data, room) | {"sent_at": time.time()})
 
 
 def publish_message(session: Session, message: dict[str, Any]) -> None:

@@ -3,12 +3,18 @@ to its exit code, clean up. Blocking code, called by the host activities from a 
 
 The caller hands in an `Attempt`: how to heartbeat, and whether this attempt has been asked to
 stop. That keeps Temporal out of the core; `activities.build` adapts it.
+
+The project's secrets, variables and git credentials are read here, on the host, from the
+database (kiln.secrets): nothing the activity returns or raises carries them, and its output
+is masked before it is stored or sent.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,11 +23,19 @@ from kiln.builds import BuildService, JobSpec
 from kiln.containers import Containers, ContainerSpec, seconds_running
 from kiln.contracts import RunResult
 from kiln.db import SessionFactory
-from kiln.errors import AttemptSuperseded, BuildCanceled, PermanentError
-from kiln.git import checkout
+from kiln.errors import (
+    AttemptSuperseded,
+    BuildCanceled,
+    PermanentError,
+    RetryableError,
+    StopRequested,
+)
+from kiln.git import Credentials, GitAuthFailed, checkout
 from kiln.heartbeat import run_beside
 from kiln.logwriter import LogWriter
+from kiln.masking import Masker
 from kiln.repos import check_repo_url
+from kiln.secrets import BuildSecrets, SecretStore
 from kiln.settings import Settings
 from kiln.workspaces import (
     BuildUser,
@@ -69,6 +83,24 @@ class _Why(Enum):
 
 def disk_limit_reason(limit_mb: int) -> str:
     return f"the build used more than {limit_mb} MB of disk and was stopped"
+
+
+@contextmanager
+def scrubbed(masker: Masker) -> Iterator[None]:
+    """An error whose message holds a secret (an adapter echoing what it was given) leaves as
+    a plain Kiln error of the same kind with the secret masked, and without its cause: error
+    messages end up in Temporal's history and in the build's log."""
+    try:
+        yield
+    except StopRequested:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        clean = masker.mask_text(text)
+        if clean == text:
+            raise
+        kind = PermanentError if isinstance(exc, PermanentError) else RetryableError
+        raise kind(clean) from None
 
 
 class DiskWatch:
@@ -175,11 +207,13 @@ class BuildExecutor:
         builds: BuildService,
         containers: Containers,
         settings: Settings,
+        secrets: SecretStore | None = None,
     ) -> None:
         self._sessions = sessions
         self._builds = builds
         self._containers = containers
         self._settings = settings
+        self._secrets = secrets or SecretStore.from_settings(sessions, settings)
         self._user = BuildUser.parse(settings.build_user)
         prepare_root(settings.workspace_dir)
         # A build waiting here heartbeats, so its host is known alive; it is not moved.
@@ -210,6 +244,13 @@ class BuildExecutor:
         spec = self._builds.job_spec(build_id)
         if spec is None:
             raise PermanentError(f"build {build_id} no longer exists")
+        secrets = self._secrets.for_build(build_id)
+        with scrubbed(Masker(secrets.masked)):
+            return self._run(build_id, spec, secrets, attempt)
+
+    def _run(
+        self, build_id: int, spec: JobSpec, secrets: BuildSecrets, attempt: Attempt
+    ) -> RunResult:
         workspace = self.workspace(build_id)
         # A container from an earlier attempt already has its checkout: follow it. Otherwise
         # check out afresh (never reuse a workspace a build may have written to).
@@ -222,20 +263,30 @@ class BuildExecutor:
                 HEARTBEAT_SECONDS,
             )
             run_beside(
-                lambda: self._checkout(build_id, spec, workspace),
+                lambda: self._checkout(build_id, spec, workspace, secrets.credentials),
                 attempt.heartbeat,
                 HEARTBEAT_SECONDS,
             )
             self._stop_before_start(build_id, attempt)
-        container_spec = ContainerSpec(build_id, spec.image, spec.command, workspace)
+        container_spec = ContainerSpec(
+            build_id, spec.image, spec.command, workspace, env=secrets.env
+        )
         # Pulling an image can take minutes.
         container = run_beside(
             lambda: self._containers.start(container_spec), attempt.heartbeat, HEARTBEAT_SECONDS
         )
-        writer = LogWriter(self._sessions, build_id, spec.owner_id, self._settings.log_max_bytes)
+        writer = LogWriter(
+            self._sessions,
+            build_id,
+            spec.owner_id,
+            self._settings.log_max_bytes,
+            masked=secrets.masked,
+        )
         return self._follow(build_id, container, writer, attempt, spec.timeout_seconds)
 
-    def _checkout(self, build_id: int, spec: JobSpec, workspace: Path) -> None:
+    def _checkout(
+        self, build_id: int, spec: JobSpec, workspace: Path, auth: Credentials | None
+    ) -> None:
         # Checked again at every clone: the host's address may have changed since.
         pin = check_repo_url(spec.repo_url, allow_local=self._settings.allow_local_repos)
         timeout = self._settings.git_timeout_seconds
@@ -243,9 +294,25 @@ class BuildExecutor:
         # What an earlier attempt's build left there goes first, whatever it is.
         remove_workspace(workspace)
         prepare_root(workspace.parent)
-        info = checkout(
-            spec.repo_url, spec.commit_hash, workspace, timeout=timeout, pin=pin, stall=stall
-        )
+        try:
+            info = checkout(
+                spec.repo_url,
+                spec.commit_hash,
+                workspace,
+                timeout=timeout,
+                pin=pin,
+                stall=stall,
+                auth=auth,
+            )
+        except GitAuthFailed as exc:
+            hint = (
+                "the project has no git credentials"
+                if auth is None
+                else "the project's git credentials were refused"
+            )
+            raise GitAuthFailed(
+                f"{exc}: {hint}; set them with PUT /api/project/projects/<id>/credentials"
+            ) from None
         # git ran as this worker; the build runs as its own unprivileged user.
         hand_over(workspace, self._user)
         self._builds.fill_commit_info(build_id, info)

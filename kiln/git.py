@@ -6,11 +6,12 @@ will (`GitRefused`, permanent), a refused connection or a timeout may (`GitUnava
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,8 +24,13 @@ _PERMANENT = re.compile(
     r"|could not read username|invalid refspec|returned error: 40[0-9]",
     re.IGNORECASE,
 )
+# ... and by which it says the repository wants credentials, or refused the ones it got.
+_AUTH = re.compile(
+    r"authentication failed|could not read (username|password)|returned error: 401",
+    re.IGNORECASE,
+)
 _USERINFO = re.compile(r"(https?://)[^/@\s]+@", re.IGNORECASE)
-SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?\Z")
 
 
 class GitError(KilnError):
@@ -39,8 +45,42 @@ class GitRefused(GitError, PermanentError):
     """The repository, branch or commit does not exist or is not ours to read."""
 
 
+class GitAuthFailed(GitRefused):
+    """The repository wants credentials: none were given, or it refused them."""
+
+
 class GitUnavailable(GitError, RetryableError):
     """git could not reach the repository, or timed out: it may pass."""
+
+
+# Git's default user name for a token given without one: GitHub, GitLab and Gitea take any
+# name with a token as the password.
+TOKEN_USERNAME = "x-access-token"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """HTTP basic credentials for a repository. Never part of a URL or git's argv: `_git`
+    hands them to git as an `http.extraHeader` through its environment, which only this user's
+    processes can read, and nothing writes them to the workspace's `.git/config`."""
+
+    username: str
+    token: str = field(repr=False)
+
+    def header(self) -> str:
+        pair = f"{self.username or TOKEN_USERNAME}:{self.token}".encode()
+        return f"Authorization: Basic {base64.b64encode(pair).decode('ascii')}"
+
+
+def auth_env(auth: Credentials | None) -> dict[str, str]:
+    """git's configuration for `auth`, as environment variables (none without)."""
+    if auth is None:
+        return {}
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "GIT_CONFIG_VALUE_0": auth.header(),
+    }
 
 
 def git_error(message: str, *, permanent: bool) -> GitError:
@@ -115,6 +155,7 @@ def _git(
     timeout: float,
     pin: str | None = None,
     stall: float | None = None,
+    auth: Credentials | None = None,
 ) -> str:
     command = ["git", *_SAFETY]
     if pin:  # connect to the address that was checked, not to whatever DNS says now
@@ -127,7 +168,7 @@ def _git(
         done = subprocess.run(
             command,
             cwd=cwd,
-            env=git_env(),
+            env=git_env() | auth_env(auth),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -137,19 +178,30 @@ def _git(
         raise GitUnavailable(f"git {args[0]} timed out after {timeout:g}s") from exc
     if done.returncode != 0:
         detail = redact(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
+        if _AUTH.search(done.stderr):
+            given = "refused the credentials given" if auth else "needs credentials (none given)"
+            raise GitAuthFailed(f"git {args[0]} failed: the repository {given}")
         message = f"git {args[0]} failed: {detail or f'exit code {done.returncode}'}"
         raise git_error(message, permanent=bool(_PERMANENT.search(done.stderr)))
     return done.stdout
 
 
 def resolve_branch(
-    url: str, branch: str, *, timeout: float, pin: str | None = None, stall: float | None = None
+    url: str,
+    branch: str,
+    *,
+    timeout: float,
+    pin: str | None = None,
+    stall: float | None = None,
+    auth: Credentials | None = None,
 ) -> str:
     """The full sha at the tip of `branch`, or a permanent GitError if there is no such branch.
     `pin` (see kiln.repos.check_repo_url) fixes the address git connects to; with `stall`, a
-    server sending under 1 KiB/s for that many seconds is dropped (a retryable error)."""
+    server sending under 1 KiB/s for that many seconds is dropped (a retryable error); `auth`
+    are the repository's credentials (GitAuthFailed when it wants others)."""
     ref = f"refs/heads/{branch}"
-    out = _git(["ls-remote", "--heads", "--", url, ref], timeout=timeout, pin=pin, stall=stall)
+    ls_remote = ["ls-remote", "--heads", "--", url, ref]
+    out = _git(ls_remote, timeout=timeout, pin=pin, stall=stall, auth=auth)
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")
         if ref == f"refs/heads/{branch}":
@@ -171,8 +223,10 @@ def checkout(
     timeout: float,
     pin: str | None = None,
     stall: float | None = None,
+    auth: Credentials | None = None,
 ) -> CommitInfo:
-    """Fetch only `sha` (depth 1) into a fresh `dest` and check it out.
+    """Fetch only `sha` (depth 1) into a fresh `dest` and check it out; `auth` are used for
+    the fetch only (the URL is given on the command line, never stored as a remote).
 
     `dest` is emptied first: a workspace that a build container has had mounted may hold hooks
     or repository config planted by the build, and git must never run those on the host."""
@@ -183,7 +237,7 @@ def checkout(
     # No template directory: nothing but git's own files in the new .git.
     _git(["init", "-q", "--template=", "."], cwd=dest, timeout=timeout)
     fetch = ["fetch", "-q", "--no-tags", "--no-recurse-submodules", "--depth", "1", "--", url, sha]
-    _git(fetch, cwd=dest, timeout=timeout, pin=pin, stall=stall)
+    _git(fetch, cwd=dest, timeout=timeout, pin=pin, stall=stall, auth=auth)
     _git(["checkout", "-q", "--force", "FETCH_HEAD"], cwd=dest, timeout=timeout)
     return _commit_info(dest, timeout)
 

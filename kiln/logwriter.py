@@ -1,4 +1,10 @@
-"""Buffers a running build's output and stores it in chunks, each announced as a `buildLog`."""
+"""Buffers a running build's output and stores it in chunks, each announced as a `buildLog`.
+
+Output is masked as it arrives (kiln.masking): the project's secret values never reach the
+database or an event, also when the build prints one across two writes (the last bytes that
+could be the start of a value wait for the next write, or the final flush). Offsets and the
+cap count stored, masked bytes; a mask never makes output longer.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from kiln.db import SessionFactory
 from kiln.events import LOG_EVENT, announce_output
 from kiln.logs import append_log, reset_log
+from kiln.masking import Masker
 
 __all__ = ["LOG_EVENT", "LogWriter"]
 log = logging.getLogger(__name__)
@@ -29,14 +36,23 @@ def _complete_utf8(data: bytes) -> int:
 class LogWriter:
     """Thread-safe: the streaming thread calls `write`, the heartbeat loop calls `flush`."""
 
-    def __init__(self, sessions: SessionFactory, build_id: int, owner_id: int, cap: int) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        build_id: int,
+        owner_id: int,
+        cap: int,
+        masked: Iterable[str] = (),
+    ) -> None:
         self._sessions = sessions
         self._build_id = build_id
         self._owner_id = owner_id
         self._cap = cap
+        self._masker = Masker(masked)
         self._lock = threading.Lock()
-        self._pending = b""
-        self._accepted = 0
+        self._raw = b""  # written, not yet masked: it may end with the start of a secret
+        self._pending = b""  # masked, not yet stored
+        self._accepted = 0  # masked bytes taken (stored or pending), at most the cap
         self._truncated = False
         self._received = 0  # bytes given to write, stored or not
         self._stored = 0  # bytes in the database: each flush appends there, no size query
@@ -46,15 +62,22 @@ class LogWriter:
     def write(self, data: bytes) -> None:
         with self._lock:
             self._received += len(data)
-            room = self._cap - self._accepted
-            if room <= 0:
+            if self._accepted >= self._cap:
                 self._truncated = self._truncated or bool(data)
                 return
-            if len(data) > room:
-                data = data[:room]
-                self._truncated = True
-            self._pending += data
-            self._accepted += len(data)
+            self._take(self._raw + data, final=False)
+
+    def _take(self, raw: bytes, *, final: bool) -> None:
+        """Mask what may be masked of `raw`, keep the rest back; the cap cuts masked output
+        (so a secret is never cut in two by it). Called with the lock held."""
+        ready, self._raw = self._masker.split(raw, final=final)
+        room = self._cap - self._accepted
+        if len(ready) > room or (len(ready) == room and self._raw):
+            ready = ready[:room]
+            self._raw = b""
+            self._truncated = True
+        self._pending += ready
+        self._accepted += len(ready)
 
     @property
     def full(self) -> bool:
@@ -83,6 +106,8 @@ class LogWriter:
         """Store what has arrived. While the database is unreachable the output stays buffered
         (the build goes on); only the final flush must succeed."""
         with self._lock:
+            if final and self._raw:
+                self._take(self._raw, final=True)
             cut = len(self._pending) if final else _complete_utf8(self._pending)
             data, self._pending = self._pending[:cut], self._pending[cut:]
             if final and self._truncated:

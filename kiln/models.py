@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     DateTime,
     ForeignKey,
@@ -91,6 +92,10 @@ class Project(Base):
     timeout_seconds: Mapped[int] = mapped_column(Integer, default=DEFAULT_TIMEOUT_SECONDS)
     max_concurrent_builds: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Non-secret build variables (name -> value), shown to the owner (kiln.secrets rules).
+    env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # Sealed git credentials (kiln.secrets), or None; never shown, never in repo_url.
+    git_credentials: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     builds: Mapped[list[Build]] = relationship(
         back_populates="project",
@@ -183,3 +188,51 @@ class SocketEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A named, revocable credential for the CLI and scripts; only the secret's hash is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class DeliveryResult(StrEnum):
+    """What a signed webhook delivery did for a project."""
+
+    QUEUED = "queued"
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+
+
+class DeliveryLog(Base):
+    """A signed webhook delivery, per project, and what became of it: for the owner who wonders
+    why a push built nothing. The newest 50 per project are kept (kiln.webhooks)."""
+
+    __tablename__ = "webhook_delivery_log"
+    __table_args__ = (Index("ix_webhook_delivery_log_project", "project_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    # GitHub's X-GitHub-Delivery, when the delivery had one.
+    delivery_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    event: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    result: Mapped[DeliveryResult] = mapped_column(
+        SQLEnum(
+            DeliveryResult,
+            native_enum=False,
+            length=16,
+            values_callable=lambda results: [result.value for result in results],
+        )
+    )
+    # Why nothing was queued (None when builds were).
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # The ids of the builds it queued, as a JSON list.
+    build_ids: Mapped[str] = mapped_column(Text, default="[]")

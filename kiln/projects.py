@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, delete, select
 from sqlalchemy.orm import selectinload
 
 from kiln.access import owned_project
 from kiln.builds import queue_new
 from kiln.db import SessionFactory
-from kiln.git import repo_key, resolve_branch
-from kiln.models import Build, Project
+from kiln.git import Credentials, repo_key, resolve_branch
+from kiln.images import check_image
+from kiln.models import Build, BuildStatus, Project
+from kiln.quotas import UserLimits, check_new_builds, check_new_project, lock_owner
 from kiln.records import project_record, queue_positions
 from kiln.repos import check_repo_url
+from kiln.settings import Settings
 
 # The settings an owner may change after creation (model attribute names).
 PATCHABLE = frozenset(
-    {"name", "image", "build_command", "timeout_seconds", "max_concurrent_builds"}
+    {"name", "image", "build_command", "timeout_seconds", "max_concurrent_builds", "env"}
 )
 
 
@@ -31,23 +35,74 @@ class NewProject:
     build_command: str
     timeout_seconds: int
     max_concurrent_builds: int
+    env: dict[str, str] = field(default_factory=dict)
 
 
-def resolve_head(repo_url: str, branch: str, *, allow_local: bool, timeout: float) -> str:
-    """The branch's head commit; RepoRefused or GitError when it cannot be had (blocks)."""
-    pin = check_repo_url(repo_url, allow_local=allow_local)
-    return resolve_branch(repo_url, branch, timeout=timeout, pin=pin)
+def allowed_image(image: str, settings: Settings) -> None:
+    """ImageRefused unless builds may use `image` (it may resolve DNS: blocks)."""
+    check_image(
+        image,
+        allowed_registries=settings.allowed_registries,
+        allow_local=settings.allow_local_repos,
+    )
+
+
+def resolve_head(
+    repo_url: str, branch: str, settings: Settings, auth: Credentials | None = None
+) -> str:
+    """The branch's head commit; RepoRefused or GitError when it cannot be had (blocks). A
+    server that stops sending is dropped after `git_stall_seconds`; `auth` are the
+    repository's credentials."""
+    pin = check_repo_url(repo_url, allow_local=settings.allow_local_repos)
+    return resolve_branch(
+        repo_url,
+        branch,
+        timeout=settings.git_timeout_seconds,
+        pin=pin,
+        stall=settings.git_stall_seconds,
+        auth=auth,
+    )
+
+
+def prepare(new: NewProject, settings: Settings, auth: Credentials | None = None) -> str:
+    """Check what a new project would make Kiln fetch; its branch's head commit (blocks)."""
+    allowed_image(new.image, settings)
+    return resolve_head(new.repo_url, new.branch, settings, auth)
 
 
 class ProjectService:
-    def __init__(self, sessions: SessionFactory) -> None:
+    """Projects over one database; with `limits`, a user's projects and queued builds are
+    capped."""
+
+    def __init__(self, sessions: SessionFactory, limits: UserLimits | None = None) -> None:
         self._sessions = sessions
+        self._limits = limits
+
+    def check_room(self, owner_id: int) -> None:
+        """LimitReached if the user could not create a project now (a cheap early look; the
+        binding check is in `create`)."""
+        if self._limits is None:
+            return
+        with self._sessions() as session:
+            check_new_project(session, owner_id, self._limits)
+            check_new_builds(session, owner_id, self._limits, 1)
 
     def create(
-        self, owner_id: int, new: NewProject, head: str
+        self,
+        owner_id: int,
+        new: NewProject,
+        head: str,
+        seal_credentials: Callable[[int], str] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The project and its first build, queued at `head`: their records."""
+        """The project and its first build, queued at `head`: their records. LimitReached
+        when the user has as many projects, or builds waiting, as allowed. With
+        `seal_credentials` (project id -> its sealed git credentials, kiln.secrets), the
+        project has git credentials from the start."""
         with self._sessions.begin() as session:
+            if self._limits is not None:
+                lock_owner(session, owner_id)
+                check_new_project(session, owner_id, self._limits)
+                check_new_builds(session, owner_id, self._limits, 1)
             project = Project(
                 owner_id=owner_id,
                 name=new.name,
@@ -58,12 +113,20 @@ class ProjectService:
                 build_command=new.build_command,
                 timeout_seconds=new.timeout_seconds,
                 max_concurrent_builds=new.max_concurrent_builds,
+                env=dict(new.env),
             )
             session.add(project)
             (build,) = queue_new(
                 session, [Build(project=project, branch=new.branch, commit_hash=head)]
             )
+            if seal_credentials is not None:
+                project.git_credentials = seal_credentials(project.id)
             return project_record(project), build
+
+    def check_owner(self, owner_id: int, project_id: int) -> None:
+        """NotFound or Forbidden unless the project exists and is the user's."""
+        with self._sessions() as session:
+            owned_project(session, project_id, owner_id)
 
     def list_owned(self, owner_id: int) -> list[dict[str, Any]]:
         with self._sessions() as session:
@@ -97,9 +160,20 @@ class ProjectService:
             return project_record(project, positions=positions, with_builds=True), waiting
 
     def delete(self, owner_id: int, project_id: int) -> list[int]:
-        """Delete the project and its builds; returns the builds that were still in flight."""
+        """Delete the project; the database deletes its builds and logs with it (one statement,
+        however many builds). Returns the builds that were still in flight, running ones first
+        (they are the ones holding containers)."""
         with self._sessions.begin() as session:
-            project = owned_project(session, project_id, owner_id)
-            active = [build.id for build in project.builds if not build.status.is_final]
-            session.delete(project)
-            return active
+            owned_project(session, project_id, owner_id)
+            running_first = case((Build.status == BuildStatus.RUNNING, 0), else_=1)
+            active = session.scalars(
+                select(Build.id)
+                .where(
+                    Build.project_id == project_id,
+                    Build.status.in_([BuildStatus.RUNNING, BuildStatus.QUEUED]),
+                )
+                .order_by(running_first, Build.id)
+            ).all()
+            session.expunge_all()  # nothing loaded may be flushed or cascaded by the ORM
+            session.execute(delete(Project).where(Project.id == project_id))
+            return list(active)

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from kiln.models import Build, BuildStatus, Project
+from kiln.workflow_ids import WORKFLOW_ID_PREFIX, workflow_id
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -36,8 +37,18 @@ def queue_positions(session: Session, project_ids: Iterable[int]) -> dict[int, i
     return positions
 
 
+def build_workflow_id(build: Build) -> str:
+    """The id of the build's workflow. The prefix (KILN_WORKFLOW_ID_PREFIX) comes with the
+    session the build was read or added in (kiln.db.make_session_factory puts it there); a
+    build outside any session gets none."""
+    session = object_session(build)
+    prefix = session.info.get(WORKFLOW_ID_PREFIX, "") if session is not None else ""
+    return workflow_id(build.id, prefix)
+
+
 def build_record(build: Build, positions: Mapping[int, int] | None = None) -> dict[str, Any]:
-    """The API page's build record, plus `queuePosition` while the build waits."""
+    """The API page's build record, plus `queuePosition` while the build waits and
+    `workflowId`, the id of its workflow in Temporal."""
     return {
         "id": build.id,
         "status": build.status,
@@ -52,6 +63,7 @@ def build_record(build: Build, positions: Mapping[int, int] | None = None) -> di
         "queuePosition": (positions or {}).get(build.id)
         if build.status == BuildStatus.QUEUED
         else None,
+        "workflowId": build_workflow_id(build),
     }
 
 
@@ -75,6 +87,8 @@ def project_record(
         "timeoutSeconds": project.timeout_seconds,
         "maxConcurrentBuilds": project.max_concurrent_builds,
         "webhookSecret": project.webhook_secret,
+        "env": dict(project.env or {}),
+        "hasCredentials": project.git_credentials is not None,
         "createdAt": iso(project.created_at),
     }
     if with_builds:

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     # Where users reach this Kiln (links in statuses and notifications; an allowed host).
     public_url: str = ""
 
+    # --- Operators ---
+    # The Temporal UI (e.g. http://127.0.0.1:8233): the dashboard links each build's workflow.
+    temporal_ui_url: str = ""
+    # `json`: one JSON object a line (time, level, logger, message, ids); `text`: readable.
+    log_format: Literal["text", "json"] = "text"
+    # Each worker serves Prometheus metrics here (on KILN_HOST); 0 turns it off.
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+
     # --- Sandbox of build containers ---
     # uid:gid builds run as; the workspace is owned by it.
     build_user: str = "1000:1000"
@@ -68,6 +76,11 @@ class Settings(BaseSettings):
     # Registries build images may come from (host[:port]); empty: any public registry.
     allowed_registries: list[str] = []
 
+    # --- Secrets ---
+    # Fernet key(s) for project secrets and git credentials: a comma-separated list, newest
+    # first (older keys still decrypt, so a key can be rotated). `kiln dev` generates one.
+    secrets_key: str = ""
+
     # --- Limits per user ---
     # git network work (resolving a branch) runs in its own pool, a few per user.
     git_pool_size: int = Field(default=8, gt=0)
@@ -75,7 +88,7 @@ class Settings(BaseSettings):
     # A git server sending less than 1 KiB/s for this long is dropped.
     git_stall_seconds: int = Field(default=15, gt=0)
     # JSON bodies larger than this are refused with 413 (the webhook has its own limit).
-    json_max_bytes: int = Field(default=64 * 1024, gt=0)
+    json_max_bytes: int = Field(default=128 * 1024, gt=0)
     # Failed logins: after this many within the window, per account or per client address,
     # further attempts answer 429 until the window has passed.
     login_max_failures: int = Field(default=10, gt=0)

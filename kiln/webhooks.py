@@ -11,6 +11,11 @@ first, are checked; once parsed, the payload must name the signer's repository.
 A delivery is acted on once: per `X-GitHub-Delivery` id, and per project and SHA-256 of the
 signed body (so a captured delivery replayed under a new or no id queues nothing). Both records
 are kept `DEDUPE_DAYS` days, pruned as new deliveries are recorded.
+
+What became of each signed delivery is logged per project (`DeliveryLog`: queued with its
+builds, ignored and why, or a duplicate), the newest `KEPT_DELIVERIES` of each project kept:
+the owner's answer to "why did that push build nothing?". Queued builds and their log row
+commit together.
 """
 
 from __future__ import annotations
@@ -26,13 +31,23 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from kiln.access import MAX_ID
+from kiln.access import MAX_ID, owned_project
 from kiln.builds import queue_new
 from kiln.db import SessionFactory
 from kiln.errors import KilnError, RequestError
 from kiln.git import SHA_RE, repo_key
-from kiln.models import Build, Project, WebhookDelivery, WebhookPayload, utcnow
+from kiln.models import (
+    Build,
+    DeliveryLog,
+    DeliveryResult,
+    Project,
+    WebhookDelivery,
+    WebhookPayload,
+    utcnow,
+)
+from kiln.records import iso
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +63,10 @@ _URL_FIELDS = (b'"clone_url"', b'"html_url"')
 _URL_VALUE = re.compile(rb'[ \t\r\n]{0,64}:[ \t\r\n]{0,64}"([^"\\]{1,2000})"')
 # Payloads name many URLs (owner, sender, commits); the repository's come first.
 _MAX_URL_FIELDS = 100
+# Logged deliveries kept per project, the newest.
+KEPT_DELIVERIES = 50
+# Text from the delivery (a ref, a branch, an event name) quoted in a reason, at most.
+_QUOTED = 200
 
 
 class DuplicateDelivery(KilnError):
@@ -66,6 +85,26 @@ class Push:
     after: str
     message: str
     author: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A signed delivery as it arrived: GitHub's id (may be empty), its event, its body's
+    SHA-256."""
+
+    delivery_id: str
+    event: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a delivery did for one project, as its log row says."""
+
+    project_id: int
+    result: DeliveryResult
+    reason: str | None = None
+    builds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,6 +209,51 @@ def parse_push(payload: dict[str, Any]) -> Push | None:
     )
 
 
+def _quote(text: str) -> str:
+    return repr(text if len(text) <= _QUOTED else text[:_QUOTED] + "...")
+
+
+def event_ignored(event: str) -> str:
+    """Why a delivery of an event other than `push` builds nothing."""
+    if event == "ping":
+        return "a ping (GitHub checking the hook): nothing to build"
+    return f"event {_quote(event)} is not a push" if event else "no X-GitHub-Event header"
+
+
+def push_ignored(payload: dict[str, Any]) -> str:
+    """Why a push that `parse_push` turns down builds nothing: a tag, a deletion, no commit."""
+    ref, after = payload.get("ref"), payload.get("after")
+    if not isinstance(ref, str):
+        return "no ref: not a push to a branch"
+    if ref.startswith("refs/tags/"):
+        return f"a tag ({_quote(ref.removeprefix('refs/tags/'))}): tags are not built"
+    if not ref.startswith("refs/heads/"):
+        return f"ref {_quote(ref)} is not a branch"
+    branch = _quote(ref.removeprefix("refs/heads/"))
+    if payload.get("deleted") is True or after == NO_COMMIT:
+        return f"branch {branch} was deleted"
+    return f"a push to {branch} without a new commit to build"
+
+
+def other_branch(pushed: str, built: str) -> str:
+    return f"a push to branch {_quote(pushed)}; the project builds {_quote(built)}"
+
+
+OTHER_REPOSITORY = "the delivery is for another repository"
+
+
+def delivery_record(row: DeliveryLog) -> dict[str, Any]:
+    """A logged delivery as the API shows it."""
+    return {
+        "deliveryId": row.delivery_id,
+        "event": row.event,
+        "receivedAt": iso(row.received_at),
+        "result": row.result.value,
+        "reason": row.reason,
+        "builds": json.loads(row.build_ids),
+    }
+
+
 def _candidate(project: Project) -> _Candidate:
     return _Candidate(
         SignedProject(project.id, project.branch, project.repo_key), project.webhook_secret
@@ -209,47 +293,108 @@ class WebhookService:
         return candidate.project
 
     def queue_push(
-        self, delivery: str, digest: str, push: Push, project_ids: list[int]
+        self, delivery: Delivery, push: Push, signers: list[SignedProject]
     ) -> list[dict[str, Any]]:
-        """Queue one build per project at the pushed commit, once per delivery id and once per
-        project and body digest (else DuplicateDelivery, even for a concurrent redelivery);
-        their records."""
-        project_ids = sorted(set(project_ids))
-        with self._sessions.begin() as session:
-            if delivery:
-                session.add(WebhookDelivery(delivery_id=delivery))
-            session.add_all(
-                WebhookPayload(project_id=project_id, body_sha256=digest)
-                for project_id in project_ids
-            )
-            try:
-                session.flush()
-            except IntegrityError:
-                raise DuplicateDelivery(delivery or digest) from None
-            builds = [
-                Build(
-                    project_id=project_id,
-                    branch=push.branch,
-                    commit_hash=push.after,
-                    commit=push.message,
-                    commit_author=push.author,
+        """Queue one build at the pushed commit for each signer on the pushed branch, once per
+        delivery id and once per project and body digest (else DuplicateDelivery, even for a
+        concurrent redelivery); their records. Every signer's log row is written with them."""
+        targets = sorted({project.id for project in signers if project.branch == push.branch})
+        elsewhere = {
+            project.id: other_branch(push.branch, project.branch)
+            for project in signers
+            if project.id not in targets
+        }
+        try:
+            with self._sessions.begin() as session:
+                if delivery.delivery_id:
+                    session.add(WebhookDelivery(delivery_id=delivery.delivery_id))
+                session.add_all(
+                    WebhookPayload(project_id=project_id, body_sha256=delivery.digest)
+                    for project_id in targets
                 )
-                for project_id in project_ids
-            ]
-            records = queue_new(session, builds)
+                try:
+                    session.flush()
+                except IntegrityError:
+                    raise DuplicateDelivery(delivery.delivery_id or delivery.digest) from None
+                builds = [
+                    Build(
+                        project_id=project_id,
+                        branch=push.branch,
+                        commit_hash=push.after,
+                        commit=push.message,
+                        commit_author=push.author,
+                    )
+                    for project_id in targets
+                ]
+                records = queue_new(session, builds)
+                queued = [
+                    Outcome(record["projectId"], DeliveryResult.QUEUED, builds=(record["id"],))
+                    for record in records
+                ]
+                ignored = [
+                    Outcome(project_id, DeliveryResult.IGNORED, reason)
+                    for project_id, reason in elsewhere.items()
+                ]
+                _log(session, delivery, queued + ignored)
+        except DuplicateDelivery:
+            self._log_duplicate(delivery, targets, elsewhere)
+            raise
         self.prune()
         return records
 
-    def forget(self, delivery: str, digest: str, project_ids: list[int]) -> None:
-        """Forget a delivery that queued nothing, so GitHub's redelivery can try again."""
+    def _log_duplicate(
+        self, delivery: Delivery, targets: list[int], elsewhere: dict[int, str]
+    ) -> None:
+        with self._sessions() as session:
+            redelivered = bool(delivery.delivery_id) and (
+                session.get(WebhookDelivery, delivery.delivery_id) is not None
+            )
+        if redelivered:
+            why = f"a redelivery: delivery {_quote(delivery.delivery_id)} was acted on already"
+        else:
+            why = "the same signed body as an earlier delivery, which was acted on already"
+        self.record(
+            delivery,
+            [Outcome(project_id, DeliveryResult.DUPLICATE, why) for project_id in targets]
+            + [Outcome(p, DeliveryResult.IGNORED, reason) for p, reason in elsewhere.items()],
+        )
+
+    def record(self, delivery: Delivery, outcomes: list[Outcome]) -> None:
+        """Log what a delivery that queued nothing did for each project. A failure to log is
+        only logged: the delivery's answer stays what it is."""
+        if not outcomes:
+            return
+        try:
+            with self._sessions.begin() as session:
+                _log(session, delivery, outcomes)
+        except SQLAlchemyError as exc:  # a project deleted meanwhile, the database away
+            log.warning("could not log webhook delivery %s: %s", delivery.delivery_id, exc)
+
+    def deliveries(self, owner_id: int, project_id: int) -> list[dict[str, Any]]:
+        """The project's logged deliveries, newest first (NotFound, Forbidden)."""
+        with self._sessions() as session:
+            owned_project(session, project_id, owner_id)
+            rows = session.scalars(
+                select(DeliveryLog)
+                .where(DeliveryLog.project_id == project_id)
+                .order_by(DeliveryLog.id.desc())
+                .limit(KEPT_DELIVERIES)
+            )
+            return [delivery_record(row) for row in rows]
+
+    def forget(self, delivery: Delivery, project_ids: list[int]) -> None:
+        """Forget a delivery that queued nothing, so GitHub's redelivery can try again (its log
+        rows stay: they show the builds that could not be started)."""
         with self._sessions.begin() as session:
-            if delivery:
+            if delivery.delivery_id:
                 session.execute(
-                    delete(WebhookDelivery).where(WebhookDelivery.delivery_id == delivery)
+                    delete(WebhookDelivery).where(
+                        WebhookDelivery.delivery_id == delivery.delivery_id
+                    )
                 )
             session.execute(
                 delete(WebhookPayload).where(
-                    WebhookPayload.body_sha256 == digest,
+                    WebhookPayload.body_sha256 == delivery.digest,
                     WebhookPayload.project_id.in_(project_ids),
                 )
             )
@@ -263,3 +408,34 @@ class WebhookService:
                 session.execute(delete(WebhookPayload).where(WebhookPayload.created_at < cutoff))
         except SQLAlchemyError as exc:  # the next delivery prunes again
             log.warning("could not prune old webhook deliveries: %s", exc)
+
+
+def _log(session: Session, delivery: Delivery, outcomes: list[Outcome]) -> None:
+    """Add the delivery's log rows, and keep each project's newest KEPT_DELIVERIES."""
+    event = delivery.event[:100]
+    session.add_all(
+        DeliveryLog(
+            project_id=outcome.project_id,
+            delivery_id=delivery.delivery_id or None,
+            event=event,
+            result=outcome.result,
+            reason=outcome.reason,
+            build_ids=json.dumps(list(outcome.builds)),
+        )
+        for outcome in outcomes
+    )
+    session.flush()
+    for project_id in sorted({outcome.project_id for outcome in outcomes}):
+        oldest_kept = session.scalar(
+            select(DeliveryLog.id)
+            .where(DeliveryLog.project_id == project_id)
+            .order_by(DeliveryLog.id.desc())
+            .offset(KEPT_DELIVERIES - 1)
+            .limit(1)
+        )
+        if oldest_kept is not None:
+            session.execute(
+                delete(DeliveryLog).where(
+                    DeliveryLog.project_id == project_id, DeliveryLog.id < oldest_kept
+                )
+            )

@@ -25,6 +25,8 @@ def kiln_env(settings: Settings, **overrides: str) -> dict[str, str]:
             env[f"KILN_{name.upper()}"] = str(value).lower()
         else:
             env[f"KILN_{name.upper()}"] = str(value)
+    # Test workers serve no metrics unless asked: they would all want the same port.
+    env["KILN_WORKER_METRICS_PORT"] = "0"
     return env | overrides
 
 

@@ -6,19 +6,23 @@ the outcome (local) and wake the next waiting builds. The host-bound step heartb
 worker is noticed in seconds; a host that never picks the work up is replaced after a bounded
 wait. Cancelling the workflow cancels the build: its container is stopped and removed.
 
+Operators follow it in Temporal's UI (`workflows.visibility`): the search attributes
+KilnBuildStatus, KilnHost and KilnExitCode move with the build, the current details say what it
+waits for or where it runs, and each step has a summary.
+
 Client-side code (start, cancel, wake, describe) is in `workflows.client`, not here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutType
 from temporalio.exceptions import TimeoutError as StepTimeout
 
@@ -27,8 +31,17 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_ERROR
     from activities.hosts import HostActivities
     from activities.records import RecordActivities
-    from kiln.contracts import BuildJob, BuildOutcome, HostRequest, RunResult, Skipped, SlotClaim
+    from kiln.contracts import (
+        BuildJob,
+        BuildOutcome,
+        HostRequest,
+        RunResult,
+        Skipped,
+        SlotClaim,
+        Waiting,
+    )
     from kiln.models import BuildStatus
+    from workflows import visibility
     from workflows.ids import workflow_id
 
 T = TypeVar("T")
@@ -46,6 +59,8 @@ INFRA_RETRY = RetryPolicy(
     maximum_attempts=6,
     non_retryable_error_types=[PERMANENT_ERROR],
 )
+# Runs started before the workflow kept its search attributes current replay without the upserts.
+VISIBILITY_PATCH = "kiln-visibility"
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,11 @@ class BuildInput:
     max_slot_checks: int = 200
     heartbeat_timeout_seconds: float = 10.0
     cleanup_pickup_seconds: float = 30.0
+    # For Temporal's UI: the commit and the head of the build command name the run step, and
+    # a continued run (which has no summary of its own) shows the start's in its details.
+    commit_hash: str = ""
+    command: str = ""
+    summary: str = ""
 
 
 BuildResult = BuildOutcome | Skipped
@@ -102,6 +122,8 @@ class BuildWorkflow:
         self._slot_freed = False
         # The host the build was handed to: a cancel mid-run must still clean up there.
         self._running_on: str | None = None
+        self._visible = False
+        self._summary = ""
 
     @workflow.signal(name="slot_freed")
     def slot_freed(self) -> None:
@@ -110,12 +132,16 @@ class BuildWorkflow:
 
     @workflow.run
     async def run(self, request: BuildInput) -> BuildResult:
+        self._visible = workflow.patched(VISIBILITY_PATCH)
+        if workflow.info().continued_run_id is not None:
+            self._summary = request.summary
         build_id = request.build_id
         outcome: BuildOutcome | None = BuildOutcome.failed(build_id, "the build was interrupted")
         host: str | None = None
         try:
             if not await self._wait_for_slot(request):
                 outcome = None
+                self._details("nothing to do: the build was already final")
                 return Skipped(build_id, why="the build was already final")
             outcome, host = await self._run_on_a_host(request)
         except asyncio.CancelledError:
@@ -149,12 +175,21 @@ class BuildWorkflow:
                     RecordActivities.claim_slot,
                     request.build_id,
                     start_to_close_timeout=LOCAL_TIMEOUT,
+                    summary="claim a slot",
                 )
             )
-            if claim != SlotClaim.WAITING:
-                return claim == SlotClaim.STARTED
+            if claim == SlotClaim.STARTED:
+                self._upsert(visibility.status_update(BuildStatus.RUNNING))
+                return True
+            if claim == SlotClaim.FINAL:
+                return False
+            # Waiting; a bare SlotClaim.WAITING (recorded before claims counted) has no count.
+            ahead = claim.ahead if isinstance(claim, Waiting) else None
+            self._details(visibility.waiting_details(ahead))
             try:
-                await workflow.wait_condition(lambda: self._slot_freed, timeout=recheck)
+                await workflow.wait_condition(
+                    lambda: self._slot_freed, timeout=recheck, timeout_summary="look again"
+                )
             except TimeoutError:  # no signal came: look again anyway
                 pass
         workflow.continue_as_new(request)
@@ -164,14 +199,19 @@ class BuildWorkflow:
         build_id = request.build_id
         unresponsive: list[str] = []
         for move in range(MAX_HOST_MOVES + 1):
+            self._details("picking a worker host")
             host = await _cancellable(
                 workflow.execute_local_activity_method(
                     HostActivities.pick_host,
                     HostRequest(build_id, exclude=unresponsive),
                     start_to_close_timeout=LOCAL_TIMEOUT,
+                    summary="pick a worker host",
                 )
             )
             self._running_on = host
+            worker = visibility.host_of(host, workflow.info().task_queue)
+            self._upsert([visibility.HOST.value_set(worker)])
+            self._details(f"running on {worker}")
             try:
                 # A cancel of the build: its activity has stopped the container.
                 result = await _cancellable(self._execute_on(host, request))
@@ -201,6 +241,7 @@ class BuildWorkflow:
             task_queue=host,
             schedule_to_start_timeout=timedelta(seconds=request.host_pickup_seconds),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
+            summary=visibility.run_summary(request.commit_hash, request.command),
             heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_seconds),
             retry_policy=INFRA_RETRY,
             # On cancel, wait until the container is stopped before recording `canceled`.
@@ -217,14 +258,31 @@ class BuildWorkflow:
                 schedule_to_start_timeout=timedelta(seconds=request.cleanup_pickup_seconds),
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"clean up on {visibility.host_of(host, workflow.info().task_queue)}",
             )
         except ActivityError:
             workflow.logger.warning("cleanup of build %s on %s failed", request.build_id, host)
 
+    def _upsert(self, updates: Sequence[SearchAttributeUpdate[Any]]) -> None:
+        if self._visible:
+            workflow.upsert_search_attributes(updates)
+
+    def _details(self, text: str) -> None:
+        """What the build does now, in Temporal's UI (after the summary, on a continued run)."""
+        workflow.set_current_details(f"{self._summary}\n\n{text}" if self._summary else text)
+
     async def _finish(self, outcome: BuildOutcome, id_prefix: str) -> None:
         waiting = await workflow.execute_local_activity_method(
-            RecordActivities.finish_build, outcome, start_to_close_timeout=LOCAL_TIMEOUT
+            RecordActivities.finish_build,
+            outcome,
+            start_to_close_timeout=LOCAL_TIMEOUT,
+            summary=f"record {outcome.status.value}",
         )
+        updates = list(visibility.status_update(outcome.status))
+        if outcome.exit_code is not None:
+            updates.append(visibility.EXIT_CODE.value_set(outcome.exit_code))
+        self._upsert(updates)
+        self._details(visibility.final_details(outcome.status, outcome.exit_code, outcome.reason))
         for other in waiting:
             handle = workflow.get_external_workflow_handle_for(
                 BuildWorkflow.run, workflow_id(other, id_prefix)

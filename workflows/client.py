@@ -2,6 +2,12 @@
 
 It owns workflow ids and the deployment's prefix (`KILN_WORKFLOW_ID_PREFIX`); nothing else
 spells them out. The API and the reconciler use it; tests of the API use a fake of `Workflows`.
+
+A start names the build for Temporal's UI (`workflows.visibility`): search attributes, a
+one-line summary and details, from the build's labels (one small read, when the facade is given
+a `LabelReader`: kiln.visibility.BuildVisibility). Temporal refuses a start whose search
+attributes the namespace lacks; the start then raises WorkflowsUnavailable saying to run `kiln
+migrate`, and the caller fails the build ("could not be queued").
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from kiln.builds import BuildService
-from kiln.contracts import BuildOutcome
+from kiln.contracts import BuildLabels, BuildOutcome, Trigger
 from kiln.settings import Settings
+from workflows import visibility
 from workflows.build import BuildInput, BuildResult, BuildWorkflow
 from workflows.ids import workflow_id
 
@@ -38,14 +45,23 @@ class Closed(Enum):
     CANCELED = "build canceled"
 
 
+class LabelReader(Protocol):
+    """Where a start finds the build's labels (kiln.visibility.BuildVisibility)."""
+
+    def labels(self, build_id: int) -> BuildLabels | None: ...
+
+
 class Workflows(Protocol):
     """What Kiln asks of Temporal about builds."""
 
     def workflow_id(self, build_id: int) -> str: ...
 
-    async def start(self, build_id: int) -> None:
+    async def start(
+        self, build_id: int, *, trigger: Trigger | None = None, rebuild_of: int | None = None
+    ) -> None:
         """Start the build's workflow (a repeated start is the same build); raises
-        WorkflowsUnavailable."""
+        WorkflowsUnavailable. `trigger` (and for a rebuild, the original's id) label it in
+        Temporal's UI."""
 
     async def cancel(self, build_id: int) -> bool:
         """Request a cancel; False when the build has no workflow. Raises WorkflowsUnavailable."""
@@ -70,31 +86,59 @@ _CLOSED = {
 class TemporalWorkflows:
     """`Workflows` over a Temporal client."""
 
-    def __init__(self, client: Client, settings: Settings) -> None:
+    def __init__(
+        self, client: Client, settings: Settings, labels: LabelReader | None = None
+    ) -> None:
         self._client = client
         self._settings = settings
+        # Where a start reads the build's labels; without it, workflows carry only the build id,
+        # its status and trigger (the worker's facade, which never starts builds, has none).
+        self._labels = labels
 
     def workflow_id(self, build_id: int) -> str:
         return workflow_id(build_id, self._settings.workflow_id_prefix)
 
-    def build_input(self, build_id: int) -> BuildInput:
+    def build_input(
+        self, build_id: int, labels: BuildLabels | None = None, summary: str = ""
+    ) -> BuildInput:
         return BuildInput(
             build_id,
             id_prefix=self._settings.workflow_id_prefix,
             host_pickup_seconds=self._settings.host_pickup_seconds,
+            commit_hash=labels.commit_hash if labels else "",
+            command=labels.command if labels else "",
+            summary=summary,
         )
 
-    async def start(self, build_id: int) -> None:
+    async def _read_labels(self, build_id: int) -> BuildLabels | None:
+        if self._labels is None:
+            return None
+        try:
+            return await asyncio.to_thread(self._labels.labels, build_id)
+        except Exception:  # the build matters more than its labels: start it without them
+            log.warning("could not read the labels of build %s", build_id, exc_info=True)
+            return None
+
+    async def start(
+        self, build_id: int, *, trigger: Trigger | None = None, rebuild_of: int | None = None
+    ) -> None:
+        labels = await self._read_labels(build_id)
+        summary = visibility.summary(build_id, labels, trigger, rebuild_of)
         try:
             await self._client.start_workflow(
                 BuildWorkflow.run,
-                self.build_input(build_id),
+                self.build_input(build_id, labels, summary),
                 id=self.workflow_id(build_id),
                 task_queue=self._settings.task_queue,
+                search_attributes=visibility.start_attributes(build_id, labels, trigger),
+                static_summary=summary,
+                static_details=visibility.details(build_id, labels, self._settings.public_url),
             )
         except WorkflowAlreadyStartedError:
             pass  # the id is the build's: a repeated start is the same build
-        except Exception as exc:  # Temporal unreachable, or refusing
+        except RPCError as exc:  # Temporal unreachable, or refusing
+            raise WorkflowsUnavailable(visibility.explain_refusal(exc) or str(exc)) from exc
+        except Exception as exc:
             raise WorkflowsUnavailable(str(exc)) from exc
 
     async def cancel(self, build_id: int) -> bool:

@@ -1,8 +1,11 @@
-"""Workflow ids: the id is the build, so starting a build's workflow twice is harmless."""
+"""Workflow ids: the id is the build, so starting a build's workflow twice is harmless.
+
+The derivation lives in the core (`kiln.workflow_ids`), so build records can name their
+workflow too; the workflows use it from here.
+"""
 
 from __future__ import annotations
 
+from kiln.workflow_ids import workflow_id
 
-def workflow_id(build_id: int, prefix: str = "") -> str:
-    """`build-<id>`, after KILN_WORKFLOW_ID_PREFIX when Kilns share a Temporal namespace."""
-    return f"{prefix}build-{build_id}"
+__all__ = ["workflow_id"]

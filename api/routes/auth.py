@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep, ThrottleDep
 from api.schemas import AuthAnswer, LoginIn, RegisterIn, errors
 from api.security import create_token, hash_password, verify_password
 from kiln.models import User
@@ -36,10 +36,23 @@ def register(body: RegisterIn, session: SessionDep, settings: SettingsDep) -> di
     return {"message": "User registered", "user": _user(user), "token": token}
 
 
-@router.post("/login", response_model=AuthAnswer, responses=errors(400, 401))
-def login(body: LoginIn, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+@router.post("/login", response_model=AuthAnswer, responses=errors(400, 401, 429))
+def login(
+    body: LoginIn,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    throttle: ThrottleDep,
+) -> dict[str, Any]:
+    """Failed logins are throttled per account and per client address (429 while throttled,
+    even for the right password); an unknown email costs the same time as a wrong password."""
+    attempt = throttle.begin(body.email, request.client.host if request.client else None)
     user = session.scalar(select(User).where(func.lower(User.email) == body.email.lower()))
-    if user is None or not verify_password(user.password_hash, body.password):
+    # End the read before the slow hash check (on SQLite a transaction holds the write lock).
+    session.commit()
+    matches = verify_password(user.password_hash if user else None, body.password)
+    if user is None or not matches:
         raise HTTPException(401, "Invalid email or password")
+    throttle.succeeded(attempt)
     token = create_token(user.id, settings.jwt_secret, settings.jwt_ttl_seconds)
     return {"message": "Logged in", "user": _user(user), "token": token}

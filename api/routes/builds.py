@@ -11,7 +11,7 @@ from api.deps import BuildId, BuildsDep, CurrentUser, SessionDep, WorkflowsDep
 from api.queueing import start_builds, write_builds
 from api.schemas import BuildAnswer, BuildFetched, BuildLogs, errors
 from kiln.access import owned_build
-from kiln.contracts import BuildOutcome
+from kiln.contracts import BuildOutcome, Trigger
 from kiln.logs import read_log
 from kiln.records import build_record, project_summary, queue_positions
 from workflows.client import WorkflowsUnavailable, settle
@@ -30,7 +30,7 @@ def missing_build_id(_user: CurrentUser) -> None:
     "/rebuild/{buildId}",
     status_code=201,
     response_model=BuildAnswer,
-    responses=errors(*OWNED, 500, 503),
+    responses=errors(*OWNED, 429, 500, 503),
 )
 async def rebuild(
     build_id: BuildId, user: CurrentUser, builds: BuildsDep, workflows: WorkflowsDep
@@ -39,12 +39,15 @@ async def rebuild(
     record = await write_builds(
         lambda: builds.rebuild(user.id, build_id), "Failed to insert the new build record"
     )
-    await start_builds(builds, workflows, [record])
+    await start_builds(builds, workflows, [record], Trigger.REBUILD, rebuild_of=build_id)
     return {"message": "Build re-queued", "build": record}
 
 
 @router.post(
-    "/{buildId}/cancel", status_code=202, response_model=BuildAnswer, responses=errors(*OWNED, 409)
+    "/{buildId}/cancel",
+    status_code=202,
+    response_model=BuildAnswer,
+    responses=errors(*OWNED, 409, 503),
 )
 async def cancel(
     build_id: BuildId, user: CurrentUser, builds: BuildsDep, workflows: WorkflowsDep

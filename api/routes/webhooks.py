@@ -5,6 +5,10 @@ request and answers. In order, each step before anything costlier: a delivery wi
 well-formed signature header is refused before its body is read (401); the body is read up to
 `KILN_WEBHOOK_MAX_BYTES` (413); the signature is checked over the raw bytes (401); only then is
 the body parsed, in a thread (400 for anything but a JSON object, nesting too deep included).
+
+Every signed delivery is logged for each project it was signed for (queued, ignored and why, or
+a duplicate); its owner reads the project's newest 50 at `GET
+/api/project/projects/{projectId}/deliveries`.
 """
 
 from __future__ import annotations
@@ -13,20 +17,28 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import BuildsDep, ProjectId, SettingsDep, WebhooksDep, WorkflowsDep
+from api.deps import BuildsDep, CurrentUser, ProjectId, SettingsDep, WebhooksDep, WorkflowsDep
 from api.errors import NotQueued
 from api.queueing import start_builds, write_builds
 from api.schemas import BuildsQueued, Message, errors
+from kiln.contracts import Trigger
+from kiln.models import DeliveryResult
 from kiln.webhooks import (
+    OTHER_REPOSITORY,
+    Delivery,
     DuplicateDelivery,
     InvalidPayload,
+    Outcome,
     SignedProject,
     WebhookService,
     body_digest,
     decode_payload,
+    event_ignored,
     parse_push,
+    push_ignored,
     raw_repository_keys,
     repository_keys,
     well_formed_signature,
@@ -98,6 +110,8 @@ async def github(
     payload = await parse_object(body)
     keys = repository_keys(payload)
     if signers:  # the raw scan finds URLs anywhere in the body: the repository must be theirs
+        elsewhere = [project for project in signers if project.repo_key not in keys]
+        await _ignore(request, body, elsewhere, OTHER_REPOSITORY, webhooks)
         signers = [project for project in signers if project.repo_key in keys]
     elif keys - scanned:  # a repository the scan could not read (escaped characters)
         signers = await run_in_threadpool(webhooks.signed_projects, keys - scanned, body, signature)
@@ -125,8 +139,29 @@ async def github_project(
     if request.headers.get("x-github-event", "") == "push" and (
         signer.repo_key not in repository_keys(payload)
     ):
+        await _ignore(request, body, [signer], OTHER_REPOSITORY, webhooks)
         return _accepted("Delivery is for another repository")
     return await _act(request, payload, body, [signer], webhooks, builds, workflows)
+
+
+def _delivery(request: Request, body: bytes) -> Delivery:
+    return Delivery(
+        delivery_id=request.headers.get("x-github-delivery", "")[:100],
+        event=request.headers.get("x-github-event", "")[:100],
+        digest=body_digest(body),
+    )
+
+
+async def _ignore(
+    request: Request,
+    body: bytes,
+    signers: list[SignedProject],
+    reason: str,
+    webhooks: WebhookService,
+) -> None:
+    """Log, for each signer, that the delivery was ignored and why."""
+    outcomes = [Outcome(project.id, DeliveryResult.IGNORED, reason) for project in signers]
+    await run_in_threadpool(webhooks.record, _delivery(request, body), outcomes)
 
 
 async def _act(
@@ -139,28 +174,72 @@ async def _act(
     workflows: Workflows,
 ) -> dict[str, Any] | JSONResponse:
     """What a genuine delivery asks: pong, nothing, or one build per signer on the branch."""
-    event = request.headers.get("x-github-event", "")
-    if event == "ping":
-        return {"message": "pong"}
-    if event != "push":
-        return _accepted(f"Event '{event[:100]}' ignored")
+    delivery = _delivery(request, body)
+    if delivery.event != "push":
+        await _ignore(request, body, signers, event_ignored(delivery.event), webhooks)
+        if delivery.event == "ping":
+            return {"message": "pong"}
+        return _accepted(f"Event '{delivery.event}' ignored")
     push = parse_push(payload)
     if push is None:  # a tag, a deletion: nothing to build
+        await _ignore(request, body, signers, push_ignored(payload), webhooks)
         return _accepted("Builds queued")
     targets = [project.id for project in signers if project.branch == push.branch]
-    delivery = request.headers.get("x-github-delivery", "")[:100]
-    digest = body_digest(body)
     try:
         records = await write_builds(
-            lambda: webhooks.queue_push(delivery, digest, push, targets),
+            lambda: webhooks.queue_push(delivery, push, signers),
             "Failed to insert the build records",
         )
-        await start_builds(builds, workflows, records)
+        await start_builds(builds, workflows, records, Trigger.PUSH)
     except DuplicateDelivery:
         return _accepted("Delivery already processed")
     except NotQueued as exc:
         if not exc.started_any:
             # Nothing queued: forget the delivery, so GitHub's redelivery can try again.
-            await run_in_threadpool(webhooks.forget, delivery, digest, targets)
+            await run_in_threadpool(webhooks.forget, delivery, targets)
         raise
     return _accepted("Builds queued", records)
+
+
+# --- the delivery log, for the project's owner ---------------------------------------------
+
+
+class DeliveryRecord(BaseModel):
+    """A signed delivery and what it did for the project."""
+
+    deliveryId: str | None = Field(description="GitHub's X-GitHub-Delivery, if sent")  # noqa: N815
+    event: str = Field(description="GitHub's X-GitHub-Event (`push`, `ping`, ...)")
+    receivedAt: str = Field(description="ISO 8601 UTC with milliseconds")  # noqa: N815
+    result: DeliveryResult
+    reason: str | None = Field(description="Why nothing was queued (null when queued)")
+    builds: list[int] = Field(description="The ids of the builds it queued")
+
+
+class DeliveriesFetched(BaseModel):
+    message: str
+    deliveries: list[DeliveryRecord]
+
+
+# Under /api/project (a project's resource), beside the webhook it logs. Its routes join this
+# module's `router` (below), which api/main.py already includes; its prefix stays the webhook's.
+deliveries = APIRouter(prefix="/api/project", tags=["webhooks"])
+
+
+@deliveries.get(
+    "/projects/{projectId}/deliveries",
+    response_model=DeliveriesFetched,
+    responses=errors(400, 401, 403, 404),
+)
+def project_deliveries(
+    project_id: ProjectId, user: CurrentUser, webhooks: WebhooksDep
+) -> dict[str, Any]:
+    """The project's newest 50 signature-verified webhook deliveries, newest first: `queued`
+    (with the builds), `ignored` (and why: another branch, a tag, a deletion, another event),
+    or `duplicate` (a redelivery, or the same signed body again)."""
+    return {
+        "message": "Deliveries fetched",
+        "deliveries": webhooks.deliveries(user.id, project_id),
+    }
+
+
+router.routes.extend(deliveries.routes)

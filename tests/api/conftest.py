@@ -22,7 +22,7 @@ from kiln.db import make_engine, make_session_factory
 from kiln.migrate import upgrade
 from kiln.settings import Settings
 from testbed.git_server import GitServer
-from tests.api.support import WEBHOOK_MAX_BYTES, Api, FakeWorkflows
+from tests.api.support import WEBHOOK_MAX_BYTES, WORKFLOW_ID_PREFIX, Api, FakeWorkflows
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +49,7 @@ def api_settings(database_url: str, workspace: Path) -> Settings:
         webhook_max_bytes=WEBHOOK_MAX_BYTES,
         cors_origins=[],
         allowed_hosts=["testserver"],  # the client's base URL
+        workflow_id_prefix=WORKFLOW_ID_PREFIX,
     )
 
 

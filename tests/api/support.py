@@ -24,7 +24,7 @@ from jose import jwt
 from sqlalchemy import select
 
 from kiln.builds import BuildService
-from kiln.contracts import BuildOutcome
+from kiln.contracts import BuildOutcome, Trigger
 from kiln.db import SessionFactory
 from kiln.logs import append_log
 from kiln.models import Build, BuildStatus
@@ -48,6 +48,7 @@ BUILD_KEYS = {
     "startedAt",
     "finishedAt",
     "queuePosition",
+    "workflowId",
 }
 PROJECT_KEYS = {
     "id",
@@ -59,6 +60,8 @@ PROJECT_KEYS = {
     "timeoutSeconds",
     "maxConcurrentBuilds",
     "webhookSecret",
+    "env",
+    "hasCredentials",
     "createdAt",
 }
 # The app's webhook body limit: small, so the 413 tests send little (deployments keep GitHub's
@@ -67,6 +70,8 @@ WEBHOOK_MAX_BYTES = 64 * 1024
 # ISO 8601 in UTC with milliseconds and a Z, as every timestamp the API sends.
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 NOT_QUEUED = "Build could not be queued: the workflow service is unavailable"
+# The app's KILN_WORKFLOW_ID_PREFIX: build records name their workflow with it.
+WORKFLOW_ID_PREFIX = "kiln-api-tests-"
 
 
 class FakeWorkflows:
@@ -76,6 +81,8 @@ class FakeWorkflows:
     `cancel` answer that the build has no workflow; `cancel_fails` makes `cancel` raise."""
 
     started: list[int]
+    # What labelled each start: its trigger, and for a rebuild the original build.
+    triggers: dict[int, tuple[Trigger | None, int | None]]
     canceled: list[int]
     woken: list[int]
     start_fails: bool
@@ -88,15 +95,19 @@ class FakeWorkflows:
     def reset(self) -> None:
         """Forget what was asked, and behave again (a test's switches end with the test)."""
         self.started, self.canceled, self.woken = [], [], []
+        self.triggers = {}
         self.start_fails = self.no_workflow = self.cancel_fails = False
 
     def workflow_id(self, build_id: int) -> str:
         return f"fake-build-{build_id}"
 
-    async def start(self, build_id: int) -> None:
+    async def start(
+        self, build_id: int, *, trigger: Trigger | None = None, rebuild_of: int | None = None
+    ) -> None:
         if self.start_fails:
             raise WorkflowsUnavailable("fake: Temporal is unreachable")
         self.started.append(build_id)
+        self.triggers[build_id] = (trigger, rebuild_of)
 
     async def cancel(self, build_id: int) -> bool:
         if self.cancel_fails:

@@ -83,11 +83,6 @@ async def test_a_malformed_id_is_a_400_naming_the_id(
     assert assert_error(response, 400) == f"{id_name(template)} must be a positive integer"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: api/deps.py MAX_PATH_ID = 10**30 admits this 31-digit id (a 404); "
-    "docs/api.md allows at most 30 digits",
-)
 @pytest.mark.parametrize("template", ["/api/build/{}", PROJECTS + "/{}"])
 async def test_an_id_of_31_digits_is_malformed_even_at_ten_to_the_thirtieth(
     api: Api, owned: Owned, template: str

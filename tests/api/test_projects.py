@@ -386,12 +386,6 @@ async def test_delete_answers_200_even_when_temporal_is_away(
     assert api.build_ids(created["project"]["id"]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug: a NUL byte in repoUrl or branch reaches subprocess.run (kiln/git.py _git) and "
-    "raises ValueError 'embedded null byte': a 500, not a 400",
-)
 @pytest.mark.parametrize("field", ["repoUrl", "branch"])
 async def test_a_nul_byte_in_the_repository_or_branch_is_a_400(
     api: Api, owner: User, workflows: FakeWorkflows, field: str

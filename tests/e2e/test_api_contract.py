@@ -36,6 +36,8 @@ BUILD_KEYS = {
     "finishedAt",
     # A Kiln addition to the published page (docs/api.md): null unless the build waits.
     "queuePosition",
+    # A Kiln addition: the build's workflow in Temporal.
+    "workflowId",
 }
 PROJECT_KEYS = {"id", "name", "repoUrl", "branch", "image", "buildCommand", "createdAt"}
 

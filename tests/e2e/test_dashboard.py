@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
 
+from kiln.workspaces import workspace_path
 from testbed.git_server import GitRepo, GitServer
 from testbed.stack import Stack, User, running_stack, stack_settings
 
@@ -125,7 +126,11 @@ async def test_a_new_user_signs_up_creates_a_project_and_watches_its_first_build
     await visitor.sign_up()
     await visitor.shot("projects-empty")
     repo = new_repo(web.git)
-    command = "echo step one; sleep 4; printf '\\033[32mgreen\\033[0m text\\n'; sleep 4; echo done"
+    # The build waits at a gate the test opens (a file in its workspace), so "running" is seen.
+    command = (
+        "echo step one; while [ ! -e gate ]; do sleep 0.1; done;"
+        " printf '\\033[32mgreen\\033[0m text\\n'; echo done"
+    )
     await visitor.create_project("my-vite-app", repo, command, web.image)
 
     # The project page lists its first build; it opens the build page.
@@ -141,6 +146,8 @@ async def test_a_new_user_signs_up_creates_a_project_and_watches_its_first_build
     heading = page.get_by_role("heading", name=re.compile(r"Build #\d+"))
     await expect(heading).to_contain_text("running")
     await visitor.shot("build-running")
+    build_id = int(page.url.rsplit("/", 1)[1])
+    (workspace_path(web.settings.workspace_dir, build_id) / "gate").touch()
     await expect(heading).to_contain_text("passed", timeout=WAIT_MS)
     await expect(log).to_contain_text("done")
     # The commit the worker checked out: its message's first line, the exit code.

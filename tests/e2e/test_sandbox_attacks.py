@@ -31,6 +31,7 @@ import pytest
 
 from kiln.db import make_engine, make_session_factory
 from kiln.migrate import upgrade
+from kiln.workspaces import workspace_path
 from testbed import stack as support  # its `stack_settings` is no test of this module
 from testbed.git_server import GitServer
 from testbed.stack import Stack, User, eventually, running_api, running_worker
@@ -105,7 +106,7 @@ def containers_mounting(client: docker.DockerClient, path: Path) -> list[Any]:
 async def assert_unharmed(stack: Stack, client: docker.DockerClient, attack: Attack) -> None:
     """Docker answers, nothing of the attack build is left, and a normal build passes next."""
     assert client.ping()
-    workspace = (stack.settings.workspace_dir / f"build-{attack.build_id}").resolve()
+    workspace = workspace_path(stack.settings.workspace_dir, attack.build_id)
 
     async def left_nothing() -> bool | None:
         left = containers_mounting(client, workspace) or workspace.exists()

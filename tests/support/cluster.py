@@ -12,6 +12,7 @@ import docker
 from temporalio.client import Client
 
 from kiln.settings import Settings
+from kiln.workspaces import workspace_path
 from testbed.processes import KilnProcess, worker_process
 from testbed.stack import Stack, User, eventually
 from tests.support.faults import RestartableTemporal, container_starts, running_container
@@ -42,7 +43,7 @@ class Cluster:
         return self.settings.workflow_id_prefix
 
     def workspace(self, worker_id: str, build_id: int) -> Path:
-        return self.root / worker_id / f"build-{build_id}"
+        return workspace_path(self.root / worker_id, build_id)
 
     async def project(self, user: User, command: str, **fields: Any) -> dict[str, Any]:
         repo = new_repo(self.stack.git, "faults")

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from kiln.containers import build_labels
 from kiln.models import Build
+from kiln.workspaces import workspace_path
 from testbed.git_server import GitRepo, GitServer
 from testbed.stack import SocketRecorder, Stack, User, eventually
 
@@ -163,7 +164,7 @@ async def assert_cleaned_up(
     stack: Stack, client: docker.DockerClient, build_id: int, timeout: float = 15
 ) -> None:
     """No container of the build and no workspace remain."""
-    workspace = stack.settings.workspace_dir / f"build-{build_id}"
+    workspace = workspace_path(stack.settings.workspace_dir, build_id)
     await wait_left_nothing(
         client, stack.settings.task_queue, build_id, [workspace], timeout=timeout
     )

@@ -78,10 +78,5 @@ def test_sha_re_refuses_abbreviations_upper_case_and_anything_else(sha: str) -> 
     assert not SHA_RE.match(sha)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SHA_RE ends in `$`, which also matches before a trailing newline; "
-    "use re.fullmatch or `\\Z` (kiln/git.py SHA_RE)",
-)
 def test_sha_re_refuses_a_hash_followed_by_a_newline() -> None:
     assert not SHA_RE.match("a" * 40 + "\n")

@@ -68,6 +68,7 @@ def test_a_build_record_has_the_api_pages_fields() -> None:
         "startedAt": "2026-01-01T12:00:00.000Z",
         "finishedAt": "2026-01-01T12:01:00.000Z",
         "queuePosition": None,
+        "workflowId": "build-5",
     }
 
 

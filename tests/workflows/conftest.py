@@ -31,6 +31,7 @@ from cli.temporal_server import temporal_binary
 from tests.workflows.fakes import WAIT_SECONDS, Fakes, Script
 from workflows.build import BuildInput, BuildResult, BuildWorkflow
 from workflows.ids import workflow_id
+from workflows.visibility import SEARCH_ATTRIBUTES
 
 BuildHandle = WorkflowHandle[BuildWorkflow, BuildResult]
 
@@ -47,6 +48,8 @@ async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_binary(),
         dev_server_log_level="error",
         ui=False,
+        # The workflow keeps its search attributes current: the namespace must know them.
+        search_attributes=SEARCH_ATTRIBUTES,
     )
     yield env
     await env.shutdown()

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from temporalio import activity
 
-from kiln.contracts import BuildJob, BuildOutcome, HostRequest, RunResult, SlotClaim
+from kiln.contracts import BuildJob, BuildOutcome, HostRequest, RunResult, SlotClaim, Waiting
 
 T = TypeVar("T")
 
@@ -45,8 +45,9 @@ def _next(answers: list[T]) -> T:
 class Script:
     """What the fakes answer. Lists are consumed in order and their last item repeats."""
 
-    # claim_slot, per build id (a build missing here gets STARTED).
-    claims: dict[int, list[SlotClaim | Block]] = field(default_factory=dict)
+    # claim_slot, per build id (a build missing here gets STARTED). A bare WAITING is what a
+    # worker that does not count answers; Waiting(n) says n builds are ahead.
+    claims: dict[int, list[SlotClaim | Waiting | Block]] = field(default_factory=dict)
     # pick_host: the host task queue per call.
     hosts: list[str | Block] = field(default_factory=list)
     # execute_build, per call: a result, an exception to raise, or BLOCK.
@@ -104,7 +105,7 @@ class Fakes:
     # The workflow's local activities.
 
     @activity.defn(name="claim_slot")
-    async def claim_slot(self, build_id: int) -> SlotClaim:
+    async def claim_slot(self, build_id: int) -> SlotClaim | Waiting:
         self._record(self.claims, build_id)
         answer = _next(self.script.claims.setdefault(build_id, [SlotClaim.STARTED]))
         if isinstance(answer, Block):

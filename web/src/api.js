@@ -72,6 +72,8 @@ export const api = {
     if (before) query.set("before", String(before));
     return request("GET", `/api/project/projects/${id}/builds?${query}`);
   },
+  deliveries: (id) => request("GET", `/api/project/projects/${id}/deliveries`),
+  config: () => request("GET", "/api/config"),
   build: (id) => request("GET", `/api/build/${id}`),
   logs: (id, offset = 0) => request("GET", `/api/build/${id}/logs?offset=${offset}`),
   rebuild: (id) => request("POST", `/api/build/rebuild/${id}`),

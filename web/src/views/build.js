@@ -80,7 +80,7 @@ async function download(buildId) {
 
 export async function buildView({ params, navigate }) {
   const buildId = Number(params.id);
-  let { build } = await api.build(buildId);
+  let [{ build }, config] = await Promise.all([api.build(buildId), api.config()]);
   const project = build.project;
   const log = new LogView();
   const follower = new LogFollower(buildId, log);
@@ -115,13 +115,26 @@ export async function buildView({ params, navigate }) {
     download(buildId).catch((error) => problem.replaceChildren(errorBox(error.message))),
   );
 
+  const workflowLink = () =>
+    config.temporalUiUrl && build.workflowId
+      ? h(
+          "a.small-link",
+          {
+            href: `${config.temporalUiUrl}/namespaces/${encodeURIComponent(config.temporalNamespace)}/workflows/${encodeURIComponent(build.workflowId)}`,
+            target: "_blank",
+            rel: "noopener",
+          },
+          "Workflow in Temporal UI ↗",
+        )
+      : null;
+
   function render() {
     clear(head).append(
       h("p.crumbs", {}, h("a", { href: "/", "data-link": true }, "Projects"), " / ",
         h("a", { href: `/projects/${project.id}`, "data-link": true }, project.name), " /"),
       h("h1", {}, statusBadge(build.status), ` Build #${build.id}`),
     );
-    clear(info).append(details(build, project));
+    clear(info).append(details(build, project), workflowLink());
     cancel.hidden = !isActive(build.status);
   }
   render();

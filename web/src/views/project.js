@@ -40,6 +40,34 @@ function fillRow(row, build) {
   );
 }
 
+/** The project's latest webhook deliveries: what each push did, and why when it did nothing. */
+function deliveriesList(projectId) {
+  const list = h("ul.deliveries", { "aria-label": "Recent deliveries" }, h("li.hint", {}, "Loading…"));
+  api
+    .deliveries(projectId)
+    .then(({ deliveries }) => {
+      clear(list);
+      if (!deliveries.length) list.append(h("li.hint", {}, "No deliveries yet."));
+      for (const delivery of deliveries.slice(0, 10)) {
+        list.append(
+          h(
+            "li",
+            {},
+            h(`span.result.result-${delivery.result}`, {}, delivery.result),
+            " ",
+            h("code", {}, delivery.event),
+            " ",
+            when(delivery.receivedAt),
+            delivery.reason ? h("span.hint", {}, ` — ${delivery.reason}`) : null,
+            delivery.builds.map((id) => [" ", h("a", { href: `/builds/${id}`, "data-link": true }, `#${id}`)]),
+          ),
+        );
+      }
+    })
+    .catch((error) => list.replaceChildren(h("li.hint", {}, error.message)));
+  return list;
+}
+
 function settingsPanel(project, { navigate }) {
   const timeout = h("input", { type: "number", min: 1, max: 86400, value: project.timeoutSeconds });
   const concurrency = h("input", { type: "number", min: 1, max: 100, value: project.maxConcurrentBuilds });
@@ -117,6 +145,8 @@ function settingsPanel(project, { navigate }) {
     ),
     h("div.copy-row", {}, h("span.label", {}, "Payload URL"), h("code", {}, webhookUrl), copyButton("Copy URL", () => webhookUrl)),
     h("div.copy-row", {}, h("span.label", {}, "Secret"), secret, reveal, copyButton("Copy secret", () => project.webhookSecret)),
+    h("h3", {}, "Recent deliveries"),
+    deliveriesList(project.id),
     h("h3", {}, "Danger zone"),
     remove,
     confirmSlot,
