@@ -18,6 +18,7 @@ from kiln.projects import ProjectService
 from kiln.quotas import UserLimits
 from kiln.settings import Settings
 from kiln.throttle import LoginThrottle
+from kiln.tokens import TokenService, looks_like_api_token
 from kiln.webhooks import WebhookService
 from workflows.client import Workflows
 
@@ -94,13 +95,20 @@ def get_current_user(request: Request, settings: SettingsDep, session: SessionDe
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "Authorization token is missing", headers=UNAUTHORIZED)
-    try:
-        user_id = user_id_from_token(token.strip(), settings.jwt_secret)
-    except InvalidToken:
-        raise HTTPException(401, "Authorization token is invalid", headers=UNAUTHORIZED) from None
-    except MissingSubject:
-        raise HTTPException(400, "User ID is missing") from None
-    user = session.get(User, user_id)
+    token = token.strip()
+    if looks_like_api_token(token):  # an API token (kiln_...) works wherever a login does
+        found = TokenService(get_sessions(request)).user_of(token)
+        user_id = found if found is not None else 0  # 0 names no user: a 401 below
+    else:
+        try:
+            user_id = user_id_from_token(token, settings.jwt_secret)
+        except InvalidToken:
+            raise HTTPException(
+                401, "Authorization token is invalid", headers=UNAUTHORIZED
+            ) from None
+        except MissingSubject:
+            raise HTTPException(400, "User ID is missing") from None
+    user = session.get(User, user_id) if user_id else None
     # End the read at once: on SQLite every transaction holds the write lock (BEGIN
     # IMMEDIATE), and the services the route calls next open sessions of their own.
     session.commit()
