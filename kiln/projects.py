@@ -6,8 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, delete, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import case, delete, func, select
 
 from kiln.access import owned_project
 from kiln.builds import queue_new
@@ -16,7 +15,7 @@ from kiln.git import Credentials, repo_key, resolve_branch
 from kiln.images import check_image
 from kiln.models import Build, BuildStatus, Project
 from kiln.quotas import UserLimits, check_new_builds, check_new_project, lock_owner
-from kiln.records import project_record, queue_positions
+from kiln.records import NEWEST_BUILDS, project_record, queue_positions
 from kiln.repos import check_repo_url
 from kiln.settings import Settings
 
@@ -129,15 +128,33 @@ class ProjectService:
             owned_project(session, project_id, owner_id)
 
     def list_owned(self, owner_id: int) -> list[dict[str, Any]]:
+        """The owner's projects, each with its newest builds (NEWEST_BUILDS), in two queries
+        whatever the history's length."""
         with self._sessions() as session:
             projects = session.scalars(
-                select(Project)
-                .where(Project.owner_id == owner_id)
-                .options(selectinload(Project.builds))
-                .order_by(Project.id)
+                select(Project).where(Project.owner_id == owner_id).order_by(Project.id)
             ).all()
-            positions = queue_positions(session, [project.id for project in projects])
-            return [project_record(p, positions=positions, with_builds=True) for p in projects]
+            ids = [project.id for project in projects]
+            rank = (
+                func.row_number()
+                .over(partition_by=Build.project_id, order_by=Build.id.desc())
+                .label("rank")
+            )
+            ranked = select(Build.id, rank).where(Build.project_id.in_(ids)).subquery()
+            newest = session.scalars(
+                select(Build)
+                .join(ranked, Build.id == ranked.c.id)
+                .where(ranked.c.rank <= NEWEST_BUILDS)
+                .order_by(Build.id.desc())
+            ).all()
+            by_project: dict[int, list[Build]] = {project_id: [] for project_id in ids}
+            for build in newest:
+                by_project[build.project_id].append(build)
+            positions = queue_positions(session, ids)
+            return [
+                project_record(p, positions=positions, with_builds=True, builds=by_project[p.id])
+                for p in projects
+            ]
 
     def get(self, owner_id: int, project_id: int) -> dict[str, Any]:
         with self._sessions() as session:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,10 +77,20 @@ def project_summary(project: Project) -> dict[str, Any]:
     }
 
 
+# A project record carries its newest builds only: a long history is paged in
+# (GET /api/project/projects/{projectId}/builds), never returned whole.
+NEWEST_BUILDS = 20
+
+
 def project_record(
-    project: Project, *, positions: Mapping[int, int] | None = None, with_builds: bool = False
+    project: Project,
+    *,
+    positions: Mapping[int, int] | None = None,
+    with_builds: bool = False,
+    builds: Sequence[Build] | None = None,
 ) -> dict[str, Any]:
-    """The project as its owner sees it, webhook secret included."""
+    """The project as its owner sees it, webhook secret included; with its newest builds
+    (`builds`, newest first, when the caller has loaded them)."""
     record = project_summary(project) | {
         "image": project.image,
         "buildCommand": project.build_command,
@@ -92,7 +102,8 @@ def project_record(
         "createdAt": iso(project.created_at),
     }
     if with_builds:
-        record["builds"] = [build_record(build, positions) for build in project.builds]
+        newest = builds if builds is not None else project.builds[:NEWEST_BUILDS]
+        record["builds"] = [build_record(build, positions) for build in newest]
     return record
 
 
