@@ -66,6 +66,8 @@ def stack_settings(
         # Every test client is 127.0.0.1: the per-address login throttle would soon refuse the
         # whole module's logins. Tests of the throttle set their own limits.
         login_max_failures=100_000,
+        # Tests create projects of one user side by side; the git cap's own tests lower it.
+        git_per_user=100,
     )
 
 
