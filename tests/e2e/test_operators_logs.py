@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from kiln.db import make_engine, make_session_factory
 from testbed.git_server import GitServer
@@ -58,8 +59,9 @@ async def processes(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Processes]:
     root = tmp_path_factory.mktemp("json-logs")
+    # A secrets key: credentials in a repository URL move to the encrypted store.
     settings = stack_settings(db_url, temporal_address, root / "unused").model_copy(
-        update={"log_format": "json"}
+        update={"log_format": "json", "secrets_key": Fernet.generate_key().decode()}
     )
     port = free_port()
     api = KilnProcess("api", kiln_env(settings, KILN_PORT=str(port)), root / "api.log")
