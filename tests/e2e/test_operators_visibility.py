@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
@@ -37,10 +38,12 @@ async def stack(
     busybox: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
-    """The conftest's stack, with KILN_PUBLIC_URL set (the details link to the dashboard)."""
+    """The conftest's stack, with KILN_PUBLIC_URL set (the details link to the dashboard) and a
+    secrets key (credentials in a repository URL go to the encrypted store)."""
     workspace: Path = tmp_path_factory.mktemp("workspaces")
     settings = stack_settings(db_url, temporal_address, workspace)
-    settings = settings.model_copy(update={"public_url": PUBLIC_URL})
+    key = Fernet.generate_key().decode()
+    settings = settings.model_copy(update={"public_url": PUBLIC_URL, "secrets_key": key})
     async with running_stack(settings, git_server, busybox) as running:
         yield running
 
