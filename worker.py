@@ -49,6 +49,7 @@ from kiln.hosts import REFRESH_SECONDS, HostRegistry
 from kiln.logconfig import add_context_source, configure_logging
 from kiln.metrics import BuildMetrics, WorkerMetrics, new_registry, serve_metrics
 from kiln.network import BuildNetworkError, ProtectedNetwork
+from kiln.quotas import UserLimits
 from kiln.secrets import SecretsKeyError, require_secrets_key
 from kiln.settings import Settings, get_settings
 from kiln.sweep import sweep_host
@@ -194,7 +195,7 @@ def build_worker_process(
     metrics = WorkerMetrics(registry, settings.worker_id, settings.max_builds_per_host)
     add_context_source(temporal_log_ids)
     containers = Containers(docker_client, settings)
-    build_service = BuildService(sessions)
+    build_service = BuildService(sessions, UserLimits.from_settings(settings))
     host_registry = HostRegistry(sessions, settings)
     build_executor = CountedExecutor(sessions, build_service, containers, settings, metrics=metrics)
     records = RecordActivities(build_service, BuildVisibility(sessions))
