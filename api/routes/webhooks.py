@@ -46,6 +46,8 @@ from kiln.webhooks import (
 from workflows.client import Workflows
 
 router = APIRouter(prefix="/api/webhook", tags=["webhooks"])
+# The most of an unverified body the shared URL parses (to answer malformed JSON with a 400).
+UNVERIFIED_PARSE_BYTES = 64 * 1024
 NOT_SIGNED = "No valid signature for a project of this repository"
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": Message, "description": "A ping: `pong`"},
@@ -98,14 +100,14 @@ async def github(
     repository's projects (at most 20, the oldest first) by their secrets.
 
     The repository is found in the raw bytes first, so a genuine delivery is verified before it
-    is parsed. Only a small body (up to KILN_JSON_MAX_BYTES) that matched nothing is parsed
+    is parsed. Only a small body (up to UNVERIFIED_PARSE_BYTES) that matched nothing is parsed
     unverified: to tell malformed JSON (400) from a bad signature (401), and to read a
     repository the raw scan could not."""
     signature = signature_of(request)
     body = await read_body(request, settings.webhook_max_bytes)
     scanned = await run_in_threadpool(raw_repository_keys, body)
     signers = await run_in_threadpool(webhooks.signed_projects, scanned, body, signature)
-    if not signers and len(body) > settings.json_max_bytes:
+    if not signers and len(body) > UNVERIFIED_PARSE_BYTES:
         raise HTTPException(401, NOT_SIGNED)
     payload = await parse_object(body)
     keys = repository_keys(payload)
