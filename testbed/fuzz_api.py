@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 
 from cli.temporal_server import start_dev_server
 from kiln.db import make_engine, make_session_factory
@@ -68,6 +69,7 @@ def main(arguments: list[str]) -> int:
         workspace_dir=state / "workspaces",
         build_network="none",
         allow_local_repos=True,
+        secrets_key=Fernet.generate_key().decode(),
     )
     upgrade(settings.database_url)
     port = free_port()
