@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import re
 import shutil
 import time
@@ -287,8 +288,13 @@ echo WRITE-ESCAPED
 
 
 def paths_named(root: Path, token: str, *, recursive: bool) -> list[Path]:
-    entries = root.rglob("*") if recursive else root.iterdir()
-    return [p for p in entries if token in p.name]
+    if not recursive:
+        return [p for p in root.iterdir() if token in p.name]
+    # os.walk skips what vanishes meanwhile: other builds' workspaces are being removed.
+    found = []
+    for folder, dirs, files in os.walk(root):
+        found += [Path(folder) / name for name in [*dirs, *files] if token in name]
+    return found
 
 
 async def test_a_build_cannot_write_outside_its_workspace(
