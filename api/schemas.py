@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 
 from kiln import images
 from kiln.models import DEFAULT_TIMEOUT_SECONDS, BuildStatus
-from kiln.secrets import check_env
+from kiln.secrets import MAX_VALUE_BYTES, MAX_VARIABLES, NAME_PATTERN, check_env
 
 DEFAULT_IMAGE = "node:20-alpine"
 DEFAULT_BUILD_COMMAND = "npm ci && npm run build"
@@ -48,8 +48,24 @@ Image = Annotated[
 Command = Annotated[str, text(1, 10_000)]
 TimeoutSeconds = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_SECONDS)]
 Concurrency = Annotated[int, Field(ge=1, le=100)]
-# Build variables (kiln.secrets rules: names, values, how many), values taken as sent.
-Env = dict[str, Annotated[str, StringConstraints(strip_whitespace=False)]]
+# Build variables (kiln.secrets rules: names, values, how many), values taken as sent; the
+# rules are checked by `check_env` (its messages) and stated in the schema.
+Env = Annotated[
+    dict[
+        str,
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=False),
+            Field(json_schema_extra={"pattern": NO_NUL, "maxLength": MAX_VALUE_BYTES}),
+        ],
+    ],
+    Field(
+        json_schema_extra={
+            "propertyNames": {"pattern": NAME_PATTERN},
+            "maxProperties": MAX_VARIABLES,
+        }
+    ),
+]
 
 
 class Strict(BaseModel):

@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 RESERVED_NAMES = frozenset({"HOME", "PATH"})
 RESERVED_PREFIX = "KILN_"
+# The same rules as one JSON Schema pattern, for the API's schema (what `check_name` takes).
+NAME_PATTERN = r"^(?!(?:HOME|PATH)$)(?!KILN_)[A-Z_][A-Z0-9_]{0,127}$"
 MAX_VALUE_BYTES = 64 * 1024
 MAX_SECRETS = 100
 MAX_VARIABLES = 100

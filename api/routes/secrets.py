@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -17,6 +17,8 @@ from kiln.repos import RepoRefused, check_repo_url
 from kiln.secrets import (
     MAX_TOKEN,
     MAX_USERNAME,
+    MAX_VALUE_BYTES,
+    NAME_PATTERN,
     SecretStore,
     SecretsUnavailable,
     check_credentials,
@@ -36,6 +38,11 @@ def get_secret_store(
 
 
 SecretsDep = Annotated[SecretStore, Depends(get_secret_store)]
+# The name's rules are checked by the store (a 400 saying which rule); the schema states them.
+SecretName = Annotated[str, Path(json_schema_extra={"pattern": NAME_PATTERN})]
+# No control characters in credentials (git would cut a header short at one); no ':' in a user.
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+USERNAME_PATTERN = r"^[^\x00-\x1f\x7f:]*$"
 
 
 class Raw(BaseModel):
@@ -45,14 +52,22 @@ class Raw(BaseModel):
 
 
 class SecretIn(Raw):
-    value: str = Field(description="At most 64 KiB; never shown again")
+    value: str = Field(
+        description="At most 64 KiB (in UTF-8), no NUL; never shown again",
+        json_schema_extra={"pattern": r"^[^\x00]*$", "maxLength": MAX_VALUE_BYTES},
+    )
 
 
 class CredentialsIn(Raw):
     username: str | None = Field(
-        default=None, max_length=MAX_USERNAME, description="Default: x-access-token"
+        default=None,
+        max_length=MAX_USERNAME,
+        description="Default: x-access-token",
+        json_schema_extra={"pattern": USERNAME_PATTERN},
     )
-    token: str = Field(min_length=1, max_length=MAX_TOKEN)
+    token: str = Field(
+        min_length=1, max_length=MAX_TOKEN, json_schema_extra={"pattern": NO_CONTROL}
+    )
 
 
 class SecretRecord(BaseModel):
@@ -92,7 +107,7 @@ def _unavailable(exc: SecretsUnavailable) -> HTTPException:
     responses=errors(*OWNED) | NO_KEY,
 )
 def put_secret(
-    project_id: ProjectId, name: str, body: SecretIn, user: CurrentUser, store: SecretsDep
+    project_id: ProjectId, name: SecretName, body: SecretIn, user: CurrentUser, store: SecretsDep
 ) -> dict[str, Any]:
     """Create or replace a secret; builds that start from now on get it."""
     try:
@@ -116,7 +131,7 @@ def list_secrets(project_id: ProjectId, user: CurrentUser, store: SecretsDep) ->
     responses=errors(*OWNED),
 )
 def delete_secret(
-    project_id: ProjectId, name: str, user: CurrentUser, store: SecretsDep
+    project_id: ProjectId, name: SecretName, user: CurrentUser, store: SecretsDep
 ) -> dict[str, Any]:
     store.delete(user.id, project_id, name)
     return {"message": "Secret deleted", "name": name}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -9,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, get_sessions
-from api.schemas import errors
+from api.schemas import WHITE_SPACE, errors
 from kiln.db import SessionFactory
 from kiln.tokens import TokenService
 
@@ -22,15 +23,34 @@ def get_tokens(sessions: Annotated[SessionFactory, Depends(get_sessions)]) -> To
 
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 TokenId = Annotated[int, Path(alias="tokenId", ge=1, le=10**30 - 1)]
+# What `TokenIn` takes, as a pattern: white space around (stripped), then no control character.
+_CONTROL = r"\x00-\x1f\x7f"
+TOKEN_NAME_PATTERN = (
+    rf"^[{WHITE_SPACE}]*[^{WHITE_SPACE}{_CONTROL}](?:[^{_CONTROL}]*[^{WHITE_SPACE}{_CONTROL}])?"
+    rf"[{WHITE_SPACE}]*$"
+)
+
+
+_AROUND = re.compile(rf"^[{WHITE_SPACE}]+|[{WHITE_SPACE}]+$")
 
 
 class TokenIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    name: str = Field(min_length=1, max_length=100, description="What the token is for")
+    # The length is the name's as sent (as the schema counts it); white space around it is
+    # stripped after, by the schema's own definition of white space.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        description="What the token is for",
+        json_schema_extra={"pattern": TOKEN_NAME_PATTERN},
+    )
 
     @field_validator("name")
     @classmethod
     def _printable(cls, value: str) -> str:
+        value = _AROUND.sub("", value)
+        if not value:
+            raise ValueError("must not be blank")
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             raise ValueError("must not contain control characters")
         return value
