@@ -21,10 +21,9 @@ from api.health import PATHS as HEALTH_PATHS
 from api.health import Readiness, health_endpoint
 from api.limits import BodyLimit
 from api.metrics_route import METRICS_PATH, ApiMetrics, Observed, RouteLabels, metrics_endpoint
-from api.pubsub import DatabaseManager
 from api.routes import auth, builds, config, history, projects, secrets, tokens, webhooks
 from api.schemas import ERROR_TEXT, ErrorBody
-from api.sockets import create_socket_server
+from api.sockets import SocketManager, create_socket_server
 from api.trusted_hosts import TrustedHosts, allowed_host_names
 from api.web import mount_dashboard
 from kiln.db import make_engine, make_session_factory
@@ -66,7 +65,7 @@ def create_app(settings: Settings | None = None, workflows: Workflows | None = N
     metrics = ApiMetrics(registry)
     BuildMetrics(registry).watch(sessions)
     registry.register(BuildCounts(sessions))
-    manager = DatabaseManager(settings.database_url, sessions, metrics.observe_delivery)
+    manager = SocketManager(settings.database_url, sessions, metrics.observe_delivery)
     metrics.watch_sockets(manager)
     sio = create_socket_server(settings, sessions, manager)
     temporal: list[Client] = []

@@ -26,10 +26,12 @@ from kiln.records import user_room
 from kiln.settings import Settings
 from kiln.tokens import TokenService, looks_like_api_token
 
+TOKEN_ROOM = "token:"
+
 
 def token_room(token_id: int) -> str:
     """The sockets that connected with one API token (so revoking it can drop them)."""
-    return f"token:{token_id}"
+    return f"{TOKEN_ROOM}{token_id}"
 
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,21 @@ def token_expiry(token: str) -> float | None:
     return float(exp) if isinstance(exp, int | float) else None
 
 
+class SocketManager(DatabaseManager):
+    """The pub/sub manager, where closing a token's room disconnects its sockets.
+
+    `close_room` is the one room-wide operation python-socketio sends to every API process
+    (through the database, like events); a revoked token's sockets may be on any of them."""
+
+    async def _handle_close_room(self, message: dict[str, Any]) -> None:
+        room, namespace = message.get("room"), message.get("namespace") or NAMESPACE
+        if isinstance(room, str) and room.startswith(TOKEN_ROOM):
+            for sid in [sid for sid, _eio in self.get_participants(namespace, room)]:
+                log.info("socket %s disconnected: its API token was revoked", sid)
+                await self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+        await super()._handle_close_room(message)
+
+
 class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
     """The AsyncServer, plus the timers that end each socket with its token."""
 
@@ -91,27 +108,13 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
         log.info("socket %s disconnected: its token expired", sid)
         await self.disconnect(sid, namespace=NAMESPACE)
 
-    async def disconnect_token(self, token_id: int) -> int:
-        """Disconnect every socket of this API process that connected with the API token."""
-        room = token_room(token_id)
-        sids = [sid for sid, _eio in self.manager.get_participants(NAMESPACE, room)]
-        for sid in sids:
-            await self.disconnect(sid, namespace=NAMESPACE)
-        return len(sids)
-
-    async def disconnect_user(self, user_id: int) -> int:
-        """Disconnect every socket of `user_id` connected to this API process; how many.
-
-        The hook for revoking a user's tokens (API tokens, a password change): call it in every
-        API process (e.g. on an event each process listens to), since sockets are per process."""
-        sids = [sid for sid, _eio in self.manager.get_participants(NAMESPACE, user_room(user_id))]
-        for sid in sids:
-            await self.disconnect(sid, namespace=NAMESPACE)
-        return len(sids)
+    async def disconnect_token(self, token_id: int) -> None:
+        """Disconnect every socket that connected with the API token, in every API process."""
+        await self.close_room(token_room(token_id), namespace=NAMESPACE)
 
 
 def create_socket_server(
-    settings: Settings, sessions: SessionFactory, manager: DatabaseManager
+    settings: Settings, sessions: SessionFactory, manager: SocketManager
 ) -> SocketServer:
     sio = SocketServer(
         async_mode="asgi",

@@ -1,6 +1,7 @@
 """Socket.io abuse: a socket outliving its token, and a browser page of another origin.
 
 - A socket is disconnected when the token it connected with expires; a fresh token connects.
+- Revoking an API token disconnects the sockets that connected with it, on every API process.
 - With `KILN_CORS_ORIGINS` empty, only the API's own origin (the `Origin` names the host the
   request went to) may connect, besides clients that send no `Origin` (not browsers). Origins
   listed there may connect too.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 import socketio
 from jose import jwt
@@ -151,3 +153,31 @@ async def test_a_configured_origin_connects_and_others_still_do_not(
         assert client.connected
     finally:
         await client.disconnect()
+
+
+# --- API token revocation ---------------------------------------------------------------------
+
+
+async def test_revoking_an_api_token_drops_its_sockets_on_every_api_process(
+    stack: Stack, with_app_origin: str
+) -> None:
+    user = await stack.register()
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+        created = await http.post("/api/tokens", json={"name": "ci"}, headers=user.headers)
+        assert created.status_code == 201, created.text
+        kept = await http.post("/api/tokens", json={"name": "laptop"}, headers=user.headers)
+        token_id, secret = created.json()["token"]["id"], created.json()["secret"]
+        # One socket on this API process, one on the other; one more with another token.
+        here = await connect(stack.base_url, secret, None)
+        there = await connect(with_app_origin, secret, None)
+        other = await connect(with_app_origin, kept.json()["secret"], None)
+        try:
+            revoked = await http.delete(f"/api/tokens/{token_id}", headers=user.headers)
+            assert revoked.status_code == 200, revoked.text
+
+            await eventually(lambda: holds(not here.connected and not there.connected), timeout=15)
+            assert other.connected
+            await assert_refused(with_app_origin, secret, None)
+        finally:
+            for client in (here, there, other):
+                await client.disconnect()
