@@ -10,6 +10,12 @@ Operators follow it in Temporal's UI (`workflows.visibility`): the search attrib
 KilnBuildStatus, KilnHost and KilnExitCode move with the build, the current details say what it
 waits for or where it runs, and each step has a summary.
 
+Projects that send commit statuses to GitHub or have notification hooks (asked once, by a
+local activity) get notices: `queued` after the first claim, `running`, then the final status.
+Each target's notices are sent by activities one after the other, beside the build (they never
+hold up a step or change the outcome); the workflow waits for what is still under way (bounded)
+only once the outcome is recorded and the host cleaned up.
+
 Client-side code (start, cancel, wake, describe) is in `workflows.client`, not here.
 """
 
@@ -30,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.build import BuildActivities
     from activities.errors import PERMANENT_ERROR
     from activities.hosts import HostActivities
+    from activities.notify import NotifyActivities
     from activities.records import RecordActivities
     from kiln.contracts import (
         BuildJob,
@@ -41,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         Waiting,
     )
     from kiln.models import BuildStatus
+    from kiln.notifications import GITHUB_TARGET, Notice, NotifyPlan, hook_target
     from workflows import visibility
     from workflows.ids import workflow_id
 
@@ -61,6 +69,26 @@ INFRA_RETRY = RetryPolicy(
 )
 # Runs started before the workflow kept its search attributes current replay without the upserts.
 VISIBILITY_PATCH = "kiln-visibility"
+# Runs started before notices existed replay without asking for a plan.
+NOTIFY_PATCH = "kiln-notify"
+# Notices: GitHub or a hook that is slow, down or failing is retried with back-off, a few
+# times; each attempt's request ends within kiln.outbound.REQUEST_SECONDS.
+GITHUB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=6,
+)
+HOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+NOTICE_ATTEMPT = timedelta(seconds=20)
+NOTICE_BOUND = timedelta(minutes=2)
+# How long a finished build's workflow waits for its notices still under way.
+NOTICES_DRAIN = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -124,6 +152,10 @@ class BuildWorkflow:
         self._running_on: str | None = None
         self._visible = False
         self._summary = ""
+        self._build_id = 0
+        self._notices = NotifyPlan()
+        # Per target (GitHub, each hook): its newest notice, which first awaits the one before.
+        self._chains: dict[str, asyncio.Task[None]] = {}
 
     @workflow.signal(name="slot_freed")
     def slot_freed(self) -> None:
@@ -133,12 +165,14 @@ class BuildWorkflow:
     @workflow.run
     async def run(self, request: BuildInput) -> BuildResult:
         self._visible = workflow.patched(VISIBILITY_PATCH)
+        self._build_id = request.build_id
         if workflow.info().continued_run_id is not None:
             self._summary = request.summary
         build_id = request.build_id
         outcome: BuildOutcome | None = BuildOutcome.failed(build_id, "the build was interrupted")
         host: str | None = None
         try:
+            await self._plan_notices(build_id)
             if not await self._wait_for_slot(request):
                 outcome = None
                 self._details("nothing to do: the build was already final")
@@ -157,17 +191,93 @@ class BuildWorkflow:
             outcome = host = None
             raise
         finally:
-            # Record first (the user sees the result sooner), then remove the container.
+            # Record first (the user sees the result sooner), then remove the container, then
+            # let the notices still under way end.
             if outcome is not None:
                 await self._finish(outcome, request.id_prefix)
+                self._notify(outcome.status, outcome.exit_code)
             if host is not None:
                 await self._cleanup_on(host, request)
+            if outcome is not None:
+                await self._drain_notices()
         return outcome
+
+    async def _plan_notices(self, build_id: int) -> None:
+        """What the project has configured: without anything, no notice is ever scheduled."""
+        if not workflow.patched(NOTIFY_PATCH):
+            return
+        try:
+            self._notices = await _cancellable(
+                workflow.execute_local_activity_method(
+                    NotifyActivities.notify_plan,
+                    build_id,
+                    start_to_close_timeout=LOCAL_TIMEOUT,
+                    retry_policy=RetryPolicy(maximum_attempts=3),
+                    summary="look up notices",
+                )
+            )
+        except ActivityError:  # no notices, rather than no build
+            workflow.logger.warning("could not look up the notices of build %s", build_id)
+
+    def _notify(self, event: BuildStatus, exit_code: int | None = None) -> None:
+        """Hand the event to every target that wants it, after that target's earlier ones."""
+        if self._notices.github:
+            notice = Notice(self._build_id, event.value, exit_code)
+            self._chain(GITHUB_TARGET, notice, f"GitHub status: {event.value}")
+        for hook in self._notices.hooks:
+            if event.value in hook.events:
+                notice = Notice(self._build_id, event.value, exit_code, hook_id=hook.hook_id)
+                self._chain(hook_target(hook.hook_id), notice, f"hook {hook.hook_id}: {event}")
+
+    def _chain(self, target: str, notice: Notice, summary: str) -> None:
+        previous = self._chains.get(target)
+        github = notice.hook_id is None
+
+        async def send() -> None:
+            if previous is not None:
+                await previous
+            try:
+                if github:
+                    await workflow.execute_activity_method(
+                        NotifyActivities.send_github_status,
+                        notice,
+                        start_to_close_timeout=NOTICE_ATTEMPT,
+                        schedule_to_close_timeout=NOTICE_BOUND,
+                        retry_policy=GITHUB_RETRY,
+                        summary=summary,
+                    )
+                else:
+                    await workflow.execute_activity_method(
+                        NotifyActivities.send_hook,
+                        notice,
+                        start_to_close_timeout=NOTICE_ATTEMPT,
+                        schedule_to_close_timeout=NOTICE_BOUND,
+                        retry_policy=HOOK_RETRY,
+                        summary=summary,
+                    )
+            except ActivityError:  # given up on: the build is not the receiver's to change
+                workflow.logger.warning("build %s: %s not delivered", self._build_id, summary)
+
+        self._chains[target] = asyncio.create_task(send())
+
+    async def _drain_notices(self) -> None:
+        """Wait (bounded) for the notices still under way: a closed workflow's are lost."""
+        if not self._chains or all(chain.done() for chain in self._chains.values()):
+            return
+        try:
+            await workflow.wait_condition(
+                lambda: all(chain.done() for chain in self._chains.values()),
+                timeout=NOTICES_DRAIN,
+                timeout_summary="wait for notices",
+            )
+        except TimeoutError:
+            workflow.logger.warning("gave up waiting for the notices of build %s", self._build_id)
 
     async def _wait_for_slot(self, request: BuildInput) -> bool:
         """True once the build holds a slot; False when it is already final (nothing to do).
         A long wait continues as a new run, so the history stays small."""
         recheck = timedelta(seconds=request.slot_recheck_seconds)
+        first = True
         for _ in range(request.max_slot_checks):
             self._slot_freed = False
             claim = await _cancellable(
@@ -178,11 +288,15 @@ class BuildWorkflow:
                     summary="claim a slot",
                 )
             )
-            if claim == SlotClaim.STARTED:
-                self._upsert(visibility.status_update(BuildStatus.RUNNING))
-                return True
             if claim == SlotClaim.FINAL:
                 return False
+            if first and workflow.info().continued_run_id is None:
+                self._notify(BuildStatus.QUEUED)
+            first = False
+            if claim == SlotClaim.STARTED:
+                self._upsert(visibility.status_update(BuildStatus.RUNNING))
+                self._notify(BuildStatus.RUNNING)
+                return True
             # Waiting; a bare SlotClaim.WAITING (recorded before claims counted) has no count.
             ahead = claim.ahead if isinstance(claim, Waiting) else None
             self._details(visibility.waiting_details(ahead))
@@ -192,6 +306,7 @@ class BuildWorkflow:
                 )
             except TimeoutError:  # no signal came: look again anyway
                 pass
+        await self._drain_notices()  # the next run cannot hear back from this run's
         workflow.continue_as_new(request)
 
     async def _run_on_a_host(self, request: BuildInput) -> tuple[BuildOutcome, str | None]:

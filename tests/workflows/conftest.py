@@ -156,7 +156,14 @@ async def kiln(workflow_env: WorkflowEnvironment) -> AsyncIterator[Kiln]:
         client,
         task_queue=queue,
         workflows=[BuildWorkflow],
-        activities=[fakes.claim_slot, fakes.pick_host, fakes.finish_build],
+        activities=[
+            fakes.claim_slot,
+            fakes.pick_host,
+            fakes.finish_build,
+            fakes.notify_plan,
+            fakes.send_github_status,
+            fakes.send_hook,
+        ],
     )
     hosts = [
         Worker(client, task_queue=host, activities=[fakes.execute_build, fakes.cleanup_build])

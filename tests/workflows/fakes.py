@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from kiln.contracts import BuildJob, BuildOutcome, HostRequest, RunResult, SlotClaim, Waiting
+from kiln.notifications import Delivery, Notice, NotifyPlan
 
 T = TypeVar("T")
 
@@ -54,6 +56,23 @@ class Script:
     runs: list[Step] = field(default_factory=lambda: [RunResult(exit_code=0)])
     # finish_build, per build id: the builds to wake.
     wakes: dict[int, list[int]] = field(default_factory=dict)
+    # notify_plan: what every build's project has configured (default: nothing).
+    plan: NotifyPlan = field(default_factory=NotifyPlan)
+    # send_github_status / send_hook: how many attempts of each notice fail (a 5xx) before
+    # one gets through; None: the receiver refuses every notice for good (non-retryable).
+    notice_failures: int | None = 0
+    # How long each notice takes to get through (a slow receiver).
+    notice_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A notice that got through: to whom (`github` or `hook:<id>`), which event, on which
+    attempt."""
+
+    target: str
+    event: str
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -73,6 +92,9 @@ class Fakes:
     runs: list[Run] = field(default_factory=list)
     cleanups: list[Run] = field(default_factory=list)
     outcomes: list[BuildOutcome] = field(default_factory=list)
+    notices: list[Sent] = field(default_factory=list)
+    # Every attempt at a notice.
+    notice_attempts: list[Sent] = field(default_factory=list)
     # Names of the fakes that started blocking, and of those that then saw their cancel.
     blocked: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
@@ -127,6 +149,32 @@ class Fakes:
     async def finish_build(self, outcome: BuildOutcome) -> list[int]:
         self._record(self.outcomes, outcome)
         return self.script.wakes.get(outcome.build_id, [])
+
+    @activity.defn(name="notify_plan")
+    async def notify_plan(self, build_id: int) -> NotifyPlan:
+        return self.script.plan
+
+    # The notices (on the workflow's queue).
+
+    async def _notice(self, target: str, notice: Notice) -> Delivery:
+        attempt = activity.info().attempt
+        self._record(self.notice_attempts, Sent(target, notice.event, attempt))
+        failures = self.script.notice_failures
+        if failures is None:
+            raise ApplicationError(f"{target} answered 401", non_retryable=True)
+        if attempt <= failures:
+            raise ApplicationError(f"{target} answered 500")
+        await asyncio.sleep(self.script.notice_seconds)
+        self._record(self.notices, Sent(target, notice.event, attempt))
+        return Delivery.SENT
+
+    @activity.defn(name="send_github_status")
+    async def send_github_status(self, notice: Notice) -> Delivery:
+        return await self._notice("github", notice)
+
+    @activity.defn(name="send_hook")
+    async def send_hook(self, notice: Notice) -> Delivery:
+        return await self._notice(f"hook:{notice.hook_id}", notice)
 
     # The host-bound activities.
 
