@@ -38,6 +38,7 @@ from typing_extensions import override
 
 from activities.build import BuildActivities
 from activities.hosts import HostActivities
+from activities.notify import NotifyActivities
 from activities.records import RecordActivities
 from kiln.builds import BuildService
 from kiln.containers import Containers
@@ -49,6 +50,7 @@ from kiln.hosts import REFRESH_SECONDS, HostRegistry
 from kiln.logconfig import add_context_source, configure_logging
 from kiln.metrics import BuildMetrics, WorkerMetrics, new_registry, serve_metrics
 from kiln.network import BuildNetworkError, ProtectedNetwork
+from kiln.notifications import Notifier
 from kiln.quotas import UserLimits
 from kiln.secrets import SecretsKeyError, require_secrets_key
 from kiln.settings import Settings, get_settings
@@ -201,12 +203,20 @@ def build_worker_process(
     records = RecordActivities(build_service, BuildVisibility(sessions))
     hosts = HostActivities(host_registry)
     builds = BuildActivities(build_executor)
+    notices = NotifyActivities(Notifier(sessions, settings))
     settings.workspace_dir.mkdir(parents=True, exist_ok=True)
     shared = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[BuildWorkflow],
-        activities=[records.claim_slot, records.finish_build, hosts.pick_host],
+        activities=[
+            records.claim_slot,
+            records.finish_build,
+            hosts.pick_host,
+            notices.notify_plan,
+            notices.send_github_status,
+            notices.send_hook,
+        ],
         max_concurrent_local_activities=LOCAL_ACTIVITY_SLOTS,
         activity_executor=executor,
     )

@@ -254,6 +254,9 @@ class ProjectRecord(ProjectSummary):
     webhookSecret: str = Field(description="Signs GitHub push deliveries")  # noqa: N815
     env: dict[str, str] = Field(description="Build variables (not secret)")
     hasCredentials: bool = Field(description="Whether git credentials are set")  # noqa: N815
+    hasGithubToken: bool = Field(  # noqa: N815
+        description="Whether a GitHub token for commit statuses is set (it is never shown)"
+    )
     createdAt: str  # noqa: N815
 
 

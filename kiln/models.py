@@ -96,6 +96,8 @@ class Project(Base):
     env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     # Sealed git credentials (kiln.secrets), or None; never shown, never in repo_url.
     git_credentials: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Sealed GitHub token for commit statuses (kiln.github_status), or None; never shown.
+    github_token: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     builds: Mapped[list[Build]] = relationship(
         back_populates="project",

@@ -99,6 +99,7 @@ def project_record(
         "webhookSecret": project.webhook_secret,
         "env": dict(project.env or {}),
         "hasCredentials": project.git_credentials is not None,
+        "hasGithubToken": project.github_token is not None,
         "createdAt": iso(project.created_at),
     }
     if with_builds:

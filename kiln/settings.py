@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = []
     # Where users reach this Kiln (links in statuses and notifications; an allowed host).
     public_url: str = ""
+    # GitHub's REST API, where commit statuses go; a GitHub Enterprise server's
+    # (`https://ghe.example.com/api/v3`) makes repositories on its host count as GitHub's too.
+    github_api_url: str = "https://api.github.com"
 
     # --- Operators ---
     # The Temporal UI (e.g. http://127.0.0.1:8233): the dashboard links each build's workflow.

@@ -62,6 +62,7 @@ PROJECT_KEYS = {
     "webhookSecret",
     "env",
     "hasCredentials",
+    "hasGithubToken",
     "createdAt",
 }
 # The app's webhook body limit: small, so the 413 tests send little (deployments keep GitHub's
