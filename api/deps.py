@@ -73,8 +73,11 @@ async def get_git_pool(request: Request) -> GitPool:
     return pool
 
 
-def get_webhooks(sessions: Annotated[SessionFactory, Depends(get_sessions)]) -> WebhookService:
-    return WebhookService(sessions)
+def get_webhooks(
+    sessions: Annotated[SessionFactory, Depends(get_sessions)],
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+) -> WebhookService:
+    return WebhookService(sessions, UserLimits.from_settings(settings))
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -68,14 +68,22 @@ def check_new_project(session: Session, owner_id: int, limits: UserLimits) -> No
         )
 
 
+def queued_builds_left(session: Session, owner_id: int, limits: UserLimits) -> int:
+    """How many more builds the user may queue now (after `lock_owner`)."""
+    return max(0, limits.max_queued_builds - owned_builds(session, owner_id, BuildStatus.QUEUED))
+
+
+def queued_limit_reached(limits: UserLimits) -> LimitReached:
+    return LimitReached(
+        f"Queued build limit reached: an account may have at most "
+        f"{limits.max_queued_builds} builds waiting; wait for some to start or cancel them"
+    )
+
+
 def check_new_builds(session: Session, owner_id: int, limits: UserLimits, count: int) -> None:
     """Refuse `count` more queued builds when they would pass the limit (after `lock_owner`)."""
-    queued = owned_builds(session, owner_id, BuildStatus.QUEUED)
-    if queued + count > limits.max_queued_builds:
-        raise LimitReached(
-            f"Queued build limit reached: an account may have at most "
-            f"{limits.max_queued_builds} builds waiting; wait for some to start or cancel them"
-        )
+    if count > queued_builds_left(session, owner_id, limits):
+        raise queued_limit_reached(limits)
 
 
 def may_run_another(session: Session, owner_id: int, limits: UserLimits) -> bool:

@@ -16,6 +16,11 @@ What became of each signed delivery is logged per project (`DeliveryLog`: queued
 builds, ignored and why, or a duplicate), the newest `KEPT_DELIVERIES` of each project kept:
 the owner's answer to "why did that push build nothing?". Queued builds and their log row
 commit together.
+
+Pushes count against their owner's queued-build limit like rebuilds: a project whose owner has
+no room left gets no build (its log row says why). When that leaves the delivery with nothing
+to queue, it is refused (LimitReached, a 429) and not remembered, so GitHub's redelivery can
+queue it once builds have started.
 """
 
 from __future__ import annotations
@@ -46,6 +51,12 @@ from kiln.models import (
     WebhookDelivery,
     WebhookPayload,
     utcnow,
+)
+from kiln.quotas import (
+    UserLimits,
+    lock_owner,
+    queued_builds_left,
+    queued_limit_reached,
 )
 from kiln.records import iso
 
@@ -261,8 +272,12 @@ def _candidate(project: Project) -> _Candidate:
 
 
 class WebhookService:
-    def __init__(self, sessions: SessionFactory) -> None:
+    """Deliveries over one database; with `limits`, pushes respect the owners' queued-build
+    limit."""
+
+    def __init__(self, sessions: SessionFactory, limits: UserLimits | None = None) -> None:
         self._sessions = sessions
+        self._limits = limits
 
     def signed_projects(self, keys: set[str], body: bytes, signature: str) -> list[SignedProject]:
         """Projects on these repositories whose secret signed `body`: at most
@@ -297,7 +312,8 @@ class WebhookService:
     ) -> list[dict[str, Any]]:
         """Queue one build at the pushed commit for each signer on the pushed branch, once per
         delivery id and once per project and body digest (else DuplicateDelivery, even for a
-        concurrent redelivery); their records. Every signer's log row is written with them."""
+        concurrent redelivery); their records. Every signer's log row is written with them.
+        LimitReached when no target's owner has room for another queued build."""
         targets = sorted({project.id for project in signers if project.branch == push.branch})
         elsewhere = {
             project.id: other_branch(push.branch, project.branch)
@@ -306,41 +322,82 @@ class WebhookService:
         }
         try:
             with self._sessions.begin() as session:
-                if delivery.delivery_id:
-                    session.add(WebhookDelivery(delivery_id=delivery.delivery_id))
-                session.add_all(
-                    WebhookPayload(project_id=project_id, body_sha256=delivery.digest)
-                    for project_id in targets
-                )
-                try:
-                    session.flush()
-                except IntegrityError:
-                    raise DuplicateDelivery(delivery.delivery_id or delivery.digest) from None
-                builds = [
-                    Build(
-                        project_id=project_id,
-                        branch=push.branch,
-                        commit_hash=push.after,
-                        commit=push.message,
-                        commit_author=push.author,
-                    )
-                    for project_id in targets
-                ]
-                records = queue_new(session, builds)
-                queued = [
-                    Outcome(record["projectId"], DeliveryResult.QUEUED, builds=(record["id"],))
-                    for record in records
-                ]
-                ignored = [
-                    Outcome(project_id, DeliveryResult.IGNORED, reason)
-                    for project_id, reason in elsewhere.items()
-                ]
-                _log(session, delivery, queued + ignored)
+                records = self._queue(session, delivery, push, targets, elsewhere)
         except DuplicateDelivery:
             self._log_duplicate(delivery, targets, elsewhere)
             raise
+        if records is None:
+            assert self._limits is not None  # only limits refuse a delivery
+            raise queued_limit_reached(self._limits)
         self.prune()
         return records
+
+    def _queue(
+        self,
+        session: Session,
+        delivery: Delivery,
+        push: Push,
+        targets: list[int],
+        elsewhere: dict[int, str],
+    ) -> list[dict[str, Any]] | None:
+        """`queue_push` in its transaction; None when nothing could be queued for lack of room
+        (then the delivery is not remembered: a redelivery may queue it later)."""
+        owners = self._lock_owners(session, targets)
+        if delivery.delivery_id:
+            session.add(WebhookDelivery(delivery_id=delivery.delivery_id))
+        session.add_all(
+            WebhookPayload(project_id=project_id, body_sha256=delivery.digest)
+            for project_id in targets
+        )
+        try:
+            session.flush()
+        except IntegrityError:
+            raise DuplicateDelivery(delivery.delivery_id or delivery.digest) from None
+        over_limit = self._over_limit(session, owners)
+        _forget(session, delivery, list(over_limit), delivery_id=len(over_limit) == len(targets))
+        builds = [
+            Build(
+                project_id=project_id,
+                branch=push.branch,
+                commit_hash=push.after,
+                commit=push.message,
+                commit_author=push.author,
+            )
+            for project_id in targets
+            if project_id not in over_limit
+        ]
+        records = queue_new(session, builds)
+        queued = [
+            Outcome(record["projectId"], DeliveryResult.QUEUED, builds=(record["id"],))
+            for record in records
+        ]
+        _log(session, delivery, queued + _ignored(elsewhere | over_limit))
+        return records if records or not over_limit else None
+
+    def _lock_owners(self, session: Session, targets: list[int]) -> dict[int, list[int]]:
+        """The targets by owner, each owner locked (before anything is written, as
+        `kiln.quotas` asks) when limits apply."""
+        owners: dict[int, list[int]] = {}
+        if self._limits is None or not targets:
+            return owners
+        for project_id, owner_id in session.execute(
+            select(Project.id, Project.owner_id).where(Project.id.in_(targets))
+        ):
+            owners.setdefault(owner_id, []).append(project_id)
+        for owner_id in sorted(owners):
+            lock_owner(session, owner_id)
+        return owners
+
+    def _over_limit(self, session: Session, owners: dict[int, list[int]]) -> dict[int, str]:
+        """The targets whose owner has no room left for their build, and why."""
+        if self._limits is None:
+            return {}
+        reason = str(queued_limit_reached(self._limits))
+        refused: dict[int, str] = {}
+        for owner_id, project_ids in owners.items():
+            room = queued_builds_left(session, owner_id, self._limits)
+            refused |= {project_id: reason for project_id in sorted(project_ids)[room:]}
+        return refused
 
     def _log_duplicate(
         self, delivery: Delivery, targets: list[int], elsewhere: dict[int, str]
@@ -386,18 +443,7 @@ class WebhookService:
         """Forget a delivery that queued nothing, so GitHub's redelivery can try again (its log
         rows stay: they show the builds that could not be started)."""
         with self._sessions.begin() as session:
-            if delivery.delivery_id:
-                session.execute(
-                    delete(WebhookDelivery).where(
-                        WebhookDelivery.delivery_id == delivery.delivery_id
-                    )
-                )
-            session.execute(
-                delete(WebhookPayload).where(
-                    WebhookPayload.body_sha256 == delivery.digest,
-                    WebhookPayload.project_id.in_(project_ids),
-                )
-            )
+            _forget(session, delivery, project_ids, delivery_id=True)
 
     def prune(self) -> None:
         """Drop what is older than DEDUPE_DAYS: the dedupe records stay bounded."""
@@ -408,6 +454,27 @@ class WebhookService:
                 session.execute(delete(WebhookPayload).where(WebhookPayload.created_at < cutoff))
         except SQLAlchemyError as exc:  # the next delivery prunes again
             log.warning("could not prune old webhook deliveries: %s", exc)
+
+
+def _forget(
+    session: Session, delivery: Delivery, project_ids: list[int], *, delivery_id: bool
+) -> None:
+    """Drop the delivery's dedupe records for these projects (and its id, if `delivery_id`)."""
+    if delivery_id and delivery.delivery_id:
+        session.execute(
+            delete(WebhookDelivery).where(WebhookDelivery.delivery_id == delivery.delivery_id)
+        )
+    if project_ids:
+        session.execute(
+            delete(WebhookPayload).where(
+                WebhookPayload.body_sha256 == delivery.digest,
+                WebhookPayload.project_id.in_(project_ids),
+            )
+        )
+
+
+def _ignored(reasons: dict[int, str]) -> list[Outcome]:
+    return [Outcome(project_id, DeliveryResult.IGNORED, why) for project_id, why in reasons.items()]
 
 
 def _log(session: Session, delivery: Delivery, outcomes: list[Outcome]) -> None:

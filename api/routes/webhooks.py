@@ -5,6 +5,8 @@ request and answers. In order, each step before anything costlier: a delivery wi
 well-formed signature header is refused before its body is read (401); the body is read up to
 `KILN_WEBHOOK_MAX_BYTES` (413); the signature is checked over the raw bytes (401); only then is
 the body parsed, in a thread (400 for anything but a JSON object, nesting too deep included).
+A push counts against its owner's queued-build limit: when no project it is for has room, it
+is a 429 (and a redelivery may queue it later).
 
 Every signed delivery is logged for each project it was signed for (queued, ignored and why, or
 a duplicate); its owner reads the project's newest 50 at `GET
@@ -52,7 +54,7 @@ NOT_SIGNED = "No valid signature for a project of this repository"
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": Message, "description": "A ping: `pong`"},
     202: {"model": BuildsQueued, "description": "Builds queued (or none, and why)"},
-    **errors(400, 401, 413, 500, 503),
+    **errors(400, 401, 413, 429, 500, 503),
 }
 
 

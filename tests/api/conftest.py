@@ -11,7 +11,9 @@ from __future__ import annotations
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -53,13 +55,14 @@ def api_settings(database_url: str, workspace: Path) -> Settings:
     )
 
 
-@pytest.fixture(scope="module")
-async def api(
-    migrated_database: Path, git_server: GitServer, tmp_path_factory: pytest.TempPathFactory
+@asynccontextmanager
+async def serving(
+    migrated_database: Path, git_server: GitServer, directory: Path, **overrides: Any
 ) -> AsyncIterator[Api]:
-    directory = tmp_path_factory.mktemp("api")
+    """The app on its own copy of the database, with `overrides` of the tier's settings."""
     shutil.copyfile(migrated_database, directory / "kiln.db")
     settings = api_settings(f"sqlite:///{directory / 'kiln.db'}", directory / "workspaces")
+    settings = settings.model_copy(update=overrides)
     workflows = FakeWorkflows()
     app = create_app(settings, workflows=workflows)
     fastapi_app: FastAPI = app.other_asgi_app
@@ -69,6 +72,14 @@ async def api(
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield Api(http, settings, make_session_factory(engine), workflows, git_server)
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+async def api(
+    migrated_database: Path, git_server: GitServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Api]:
+    async with serving(migrated_database, git_server, tmp_path_factory.mktemp("api")) as api:
+        yield api
 
 
 @pytest.fixture(autouse=True)

@@ -258,3 +258,47 @@ class Api:
         with self.sessions() as session:
             query = select(Build.id).where(Build.project_id == project_id).order_by(Build.id)
             return list(session.scalars(query))
+
+
+async def deliver(
+    api: Api,
+    project: dict[str, Any],
+    body: bytes,
+    *,
+    event: str = "push",
+    delivery: str | None = None,
+    own_url: bool = False,
+    secret: str | None = None,
+) -> httpx.Response:
+    """POST `body` as GitHub would, signed with the project's secret (or `secret`)."""
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(secret or project["webhookSecret"], body),
+    }
+    url = f"{WEBHOOK}/{project['id']}" if own_url else WEBHOOK
+    return await api.http.post(url, content=body, headers=headers)
+
+
+def new_sha() -> str:
+    return secrets.token_hex(20)
+
+
+def push_to(project: dict[str, Any], ref: str = "refs/heads/main", **extra: Any) -> bytes:
+    return push_payload(project["repoUrl"], ref=ref, after=extra.pop("after", new_sha()), **extra)
+
+
+DELIVERY_KEYS = {"deliveryId", "event", "receivedAt", "result", "reason", "builds"}
+
+
+async def deliveries(api: Api, user: User, project_id: int) -> list[dict[str, Any]]:
+    response = await api.http.get(f"{PROJECTS}/{project_id}/deliveries", headers=user.headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"message", "deliveries"} and body["message"] == "Deliveries fetched"
+    listed: list[dict[str, Any]] = body["deliveries"]
+    for entry in listed:
+        assert set(entry) == DELIVERY_KEYS, entry
+        assert TIMESTAMP.match(entry["receivedAt"]), entry
+    return listed

@@ -5,28 +5,27 @@ shared URL and on the project's own URL; unsigned ones are not."""
 
 from __future__ import annotations
 
-import secrets
-import uuid
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
 from kiln.models import DeliveryLog
 from tests.api.support import (
+    DELIVERY_KEYS,
     PROJECTS,
-    TIMESTAMP,
     WEBHOOK,
     Api,
     FakeWorkflows,
     User,
     assert_error,
+    deliver,
+    deliveries,
+    new_sha,
     push_payload,
-    sign,
+    push_to,
 )
 
-DELIVERY_KEYS = {"deliveryId", "event", "receivedAt", "result", "reason", "builds"}
 SCHEMAS = "#/components/schemas/"
 
 
@@ -36,47 +35,6 @@ async def owned_project(api: Api) -> tuple[User, dict[str, Any]]:
     created = await api.create_project(user, api.repo())
     api.workflows.reset()
     return user, created["project"]
-
-
-def new_sha() -> str:
-    return secrets.token_hex(20)
-
-
-def push_to(project: dict[str, Any], ref: str = "refs/heads/main", **extra: Any) -> bytes:
-    return push_payload(project["repoUrl"], ref=ref, after=extra.pop("after", new_sha()), **extra)
-
-
-async def deliver(
-    api: Api,
-    project: dict[str, Any],
-    body: bytes,
-    *,
-    event: str = "push",
-    delivery: str | None = None,
-    own_url: bool = False,
-    secret: str | None = None,
-) -> httpx.Response:
-    """POST `body` as GitHub would, signed with the project's secret (or `secret`)."""
-    headers = {
-        "Content-Type": "application/json",
-        "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-        "X-Hub-Signature-256": sign(secret or project["webhookSecret"], body),
-    }
-    url = f"{WEBHOOK}/{project['id']}" if own_url else WEBHOOK
-    return await api.http.post(url, content=body, headers=headers)
-
-
-async def deliveries(api: Api, user: User, project_id: int) -> list[dict[str, Any]]:
-    response = await api.http.get(f"{PROJECTS}/{project_id}/deliveries", headers=user.headers)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert set(body) == {"message", "deliveries"} and body["message"] == "Deliveries fetched"
-    listed: list[dict[str, Any]] = body["deliveries"]
-    for entry in listed:
-        assert set(entry) == DELIVERY_KEYS, entry
-        assert TIMESTAMP.match(entry["receivedAt"]), entry
-    return listed
 
 
 # --- what is listed ---------------------------------------------------------------------------

@@ -43,7 +43,7 @@ ROUTES: dict[tuple[str, str], set[str]] = {
     },
     ("get", "/api/build/{buildId}/logs"): {"200", "400", "401", "403", "404"},
     ("post", "/api/build/{buildId}/cancel"): {"202", "400", "401", "403", "404", "409", "503"},
-    ("post", "/api/webhook/github"): {"200", "202", "400", "401", "413", "500", "503"},
+    ("post", "/api/webhook/github"): {"200", "202", "400", "401", "413", "429", "500", "503"},
     ("put", "/api/project/projects/{projectId}/secrets/{name}"): {
         *("200", "400", "401", "403", "404", "413", "503"),
     },
