@@ -21,7 +21,18 @@ from api.health import PATHS as HEALTH_PATHS
 from api.health import Readiness, health_endpoint
 from api.limits import BodyLimit
 from api.metrics_route import METRICS_PATH, ApiMetrics, Observed, RouteLabels, metrics_endpoint
-from api.routes import auth, builds, config, history, projects, secrets, tokens, webhooks
+from api.routes import (
+    auth,
+    builds,
+    config,
+    github_token,
+    history,
+    hooks,
+    projects,
+    secrets,
+    tokens,
+    webhooks,
+)
 from api.schemas import ERROR_TEXT, ErrorBody
 from api.sockets import SocketManager, create_socket_server
 from api.trusted_hosts import TrustedHosts, allowed_host_names
@@ -104,7 +115,8 @@ def create_app(settings: Settings | None = None, workflows: Workflows | None = N
             allow_headers=["*"],
         )
     errors.install(app)
-    routers = (auth, projects, secrets, history, builds, webhooks, tokens, config)
+    routers = [auth, projects, secrets, github_token, hooks, history, builds, webhooks]
+    routers += [tokens, config]
     for module in routers:
         app.include_router(module.router)
     mount_dashboard(app)

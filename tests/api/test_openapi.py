@@ -57,6 +57,19 @@ ROUTES: dict[tuple[str, str], set[str]] = {
     ("delete", "/api/project/projects/{projectId}/credentials"): {
         *("200", "400", "401", "403", "404"),
     },
+    ("put", "/api/project/projects/{projectId}/github-token"): {
+        *("200", "400", "401", "403", "404", "413", "503"),
+    },
+    ("delete", "/api/project/projects/{projectId}/github-token"): {
+        *("200", "400", "401", "403", "404"),
+    },
+    ("post", "/api/project/projects/{projectId}/hooks"): {
+        *("201", "400", "401", "403", "404", "413", "503"),
+    },
+    ("get", "/api/project/projects/{projectId}/hooks"): {"200", "400", "401", "403", "404"},
+    ("delete", "/api/project/projects/{projectId}/hooks/{hookId}"): {
+        *("200", "400", "401", "403", "404"),
+    },
 }
 
 
@@ -203,7 +216,7 @@ async def test_path_ids_are_documented_as_required_integers(openapi: dict[str, A
 
     assert {f"{method.upper()} {path}" for method, path in ROUTES if "{" in path} <= routes
     for where, parameter in parameters:
-        assert parameter["name"] in ("buildId", "projectId", "tokenId"), where
+        assert parameter["name"] in ("buildId", "projectId", "tokenId", "hookId"), where
         assert parameter["name"] in where, where
         assert parameter["required"] is True, where
         assert parameter["schema"]["type"] == "integer", where
