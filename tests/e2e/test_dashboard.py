@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
 
+from kiln.crypto import generate_key
 from kiln.workspaces import workspace_path
 from testbed.git_server import GitRepo, GitServer
 from testbed.stack import Stack, User, running_stack, stack_settings
@@ -35,7 +36,9 @@ async def web(
     root = tmp_path_factory.mktemp("dashboard")
     url = f"sqlite:///{root / 'kiln.db'}"
     upgrade(url)
-    settings = stack_settings(url, temporal_address, root / "workspaces")
+    settings = stack_settings(url, temporal_address, root / "workspaces").model_copy(
+        update={"secrets_key": generate_key()}
+    )
     async with running_stack(settings, git_server, busybox) as stack:
         yield stack
 
@@ -412,3 +415,70 @@ async def test_after_a_lost_connection_the_page_catches_up_with_no_gap_and_no_re
     await expect(log).to_contain_text("line 8")
     lines = await log.locator("li").all_inner_texts()
     assert [line for line in lines if line.startswith("line")] == [f"line {i}" for i in range(1, 9)]
+
+
+async def test_variables_secrets_and_credentials_are_set_in_the_settings(
+    visitor: Visitor, web: Stack
+) -> None:
+    secret_value = f"s3cr3t-{uuid.uuid4().hex[:10]}"
+    await visitor.sign_up()
+    repo = new_repo(web.git)
+    command = 'echo "token=$NPM_TOKEN mode=$NODE_ENV"'
+    await visitor.create_project("variables", repo, command, web.image)
+    page = visitor.page
+    project_id = int(page.url.rsplit("/", 1)[1])
+    token = await page.evaluate("localStorage.getItem('kiln.token')")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    # A plain variable: added, saved, in the project record; a bad name shows the API's words.
+    await page.get_by_role("button", name="Add variable").click()
+    await page.get_by_label("Variable 1 name").fill("NODE_ENV")
+    await page.get_by_label("Variable 1 value").fill("production")
+    variables = page.get_by_role("form", name="Build variables")
+    await variables.get_by_role("button", name="Save variables").click()
+    await expect(variables.get_by_role("status")).to_have_text("Variables saved.")
+    project = (await web.http.get(f"/api/project/projects/{project_id}", headers=headers)).json()
+    assert project["project"]["env"] == {"NODE_ENV": "production"}
+    await page.get_by_role("button", name="Add variable").click()
+    await page.get_by_label("Variable 2 name").fill("lower-case")
+    await variables.get_by_role("button", name="Save variables").click()
+    await expect(variables.get_by_role("alert")).to_contain_text("not a valid variable name")
+    await page.get_by_role("button", name="Remove variable 2").click()
+
+    # A secret: saved, listed by name, its value gone from the page, masked in the build's log.
+    secrets = page.get_by_role("form", name="Secrets")
+    await page.get_by_label("Secret name").fill("NPM_TOKEN")
+    await page.get_by_label("Secret value").fill(secret_value)
+    await secrets.get_by_role("button", name="Save secret").click()
+    await expect(secrets.get_by_role("status")).to_have_text("Secret NPM_TOKEN saved.")
+    await expect(page.get_by_role("list", name="Secrets")).to_contain_text("NPM_TOKEN")
+    assert await page.get_by_label("Secret value").input_value() == ""
+    assert secret_value not in await page.content()
+    await visitor.shot("project-variables")
+    first = project["project"]["builds"][0]["id"]
+    rebuilt = await web.http.post(f"/api/build/rebuild/{first}", headers=headers)
+    assert rebuilt.status_code == 201, rebuilt.text
+    await visitor.open(f"/builds/{rebuilt.json()['build']['id']}")
+    await expect(page.locator(".log")).to_contain_text("token=*** mode=production", timeout=WAIT_MS)
+    assert secret_value not in await page.content()
+
+    # Git credentials: saved once they open the repository, then removed; bad ones explained.
+    await visitor.open(f"/projects/{project_id}")
+    credentials = page.get_by_role("form", name="Git credentials")
+    await expect(credentials).to_contain_text("read anonymously")
+    await page.get_by_label("Git username").fill("bad:name")
+    await page.get_by_label("Git token").fill("tok")
+    await credentials.get_by_role("button", name="Save credentials").click()
+    await expect(credentials.get_by_role("alert")).to_contain_text("may not contain ':'")
+    await page.get_by_label("Git username").fill("ci")
+    await page.get_by_label("Git token").fill("tok")
+    await credentials.get_by_role("button", name="Save credentials").click()
+    await expect(credentials.get_by_role("status")).to_contain_text("Credentials saved")
+    await expect(credentials).to_contain_text("read with saved credentials")
+    await credentials.get_by_role("button", name="Remove credentials").click()
+    await expect(credentials.get_by_role("status")).to_have_text("Credentials removed.")
+
+    # Deleting the secret empties the list.
+    await page.get_by_role("button", name="Delete secret NPM_TOKEN").click()
+    await expect(page.get_by_role("list", name="Secrets")).to_contain_text("No secrets yet.")
+    assert not only_kiln(visitor)

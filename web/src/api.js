@@ -73,6 +73,12 @@ export const api = {
     return request("GET", `/api/project/projects/${id}/builds?${query}`);
   },
   deliveries: (id) => request("GET", `/api/project/projects/${id}/deliveries`),
+  secrets: (id) => request("GET", `/api/project/projects/${id}/secrets`),
+  putSecret: (id, name, value) =>
+    request("PUT", `/api/project/projects/${id}/secrets/${encodeURIComponent(name)}`, { value }),
+  deleteSecret: (id, name) => request("DELETE", `/api/project/projects/${id}/secrets/${encodeURIComponent(name)}`),
+  putCredentials: (id, body) => request("PUT", `/api/project/projects/${id}/credentials`, body),
+  deleteCredentials: (id) => request("DELETE", `/api/project/projects/${id}/credentials`),
   config: () => request("GET", "/api/config"),
   build: (id) => request("GET", `/api/build/${id}`),
   logs: (id, offset = 0) => request("GET", `/api/build/${id}/logs?offset=${offset}`),

@@ -3,6 +3,7 @@ import { api } from "../api.js";
 import { copyButton, errorBox, statusBadge, when } from "../components.js";
 import { clear, field, h } from "../dom.js";
 import { STATUSES, duration, firstLine, shortHash } from "../format.js";
+import { variablesSection } from "./project_variables.js";
 
 const PAGE = 20;
 
@@ -137,6 +138,7 @@ function settingsPanel(project, { navigate }) {
     { "aria-labelledby": "settings-title" },
     h("h2", { id: "settings-title" }, "Settings"),
     form,
+    variablesSection(project),
     h("h3", {}, "GitHub webhook"),
     h(
       "p.hint",
