@@ -109,12 +109,14 @@ class Project(Base):
 
 class Build(Base):
     __tablename__ = "builds"
-    __table_args__ = (Index("ix_builds_project_status", "project_id", "status"),)
+    __table_args__ = (
+        Index("ix_builds_project_status", "project_id", "status"),
+        # A project's builds in id order: its newest are an index range (kiln.projects).
+        Index("ix_builds_project_newest", "project_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), index=True
-    )
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     status: Mapped[BuildStatus] = mapped_column(
         # Stored as the plain word (VARCHAR(16)), read back as the enum.
         SQLEnum(

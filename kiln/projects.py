@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, select, union_all
+from sqlalchemy.orm import Session
 
 from kiln.access import owned_project
 from kiln.builds import queue_new
@@ -128,27 +129,15 @@ class ProjectService:
             owned_project(session, project_id, owner_id)
 
     def list_owned(self, owner_id: int) -> list[dict[str, Any]]:
-        """The owner's projects, each with its newest builds (NEWEST_BUILDS), in two queries
-        whatever the history's length."""
+        """The owner's projects, each with its newest builds (NEWEST_BUILDS), in a few queries
+        whose cost does not grow with the history's length."""
         with self._sessions() as session:
             projects = session.scalars(
                 select(Project).where(Project.owner_id == owner_id).order_by(Project.id)
             ).all()
             ids = [project.id for project in projects]
-            rank = (
-                func.row_number()
-                .over(partition_by=Build.project_id, order_by=Build.id.desc())
-                .label("rank")
-            )
-            ranked = select(Build.id, rank).where(Build.project_id.in_(ids)).subquery()
-            newest = session.scalars(
-                select(Build)
-                .join(ranked, Build.id == ranked.c.id)
-                .where(ranked.c.rank <= NEWEST_BUILDS)
-                .order_by(Build.id.desc())
-            ).all()
             by_project: dict[int, list[Build]] = {project_id: [] for project_id in ids}
-            for build in newest:
+            for build in _newest_builds(session, ids):
                 by_project[build.project_id].append(build)
             positions = queue_positions(session, ids)
             return [
@@ -194,3 +183,25 @@ class ProjectService:
             session.expunge_all()  # nothing loaded may be flushed or cascaded by the ORM
             session.execute(delete(Project).where(Project.id == project_id))
             return list(active)
+
+
+# SQLite allows 500 SELECTs in one compound statement.
+_PROJECTS_PER_QUERY = 400
+
+
+def _newest_builds(session: Session, project_ids: list[int]) -> list[Build]:
+    """Each project's newest NEWEST_BUILDS builds, newest first: one index-ordered LIMIT per
+    project (a window over all their builds would read every build ever made)."""
+    found: list[Build] = []
+    for start in range(0, len(project_ids), _PROJECTS_PER_QUERY):
+        newest = [
+            select(Build.id)
+            .where(Build.project_id == project_id)
+            .order_by(Build.id.desc())
+            .limit(NEWEST_BUILDS)
+            .subquery()
+            .select()
+            for project_id in project_ids[start : start + _PROJECTS_PER_QUERY]
+        ]
+        found += session.scalars(select(Build).where(Build.id.in_(union_all(*newest))))
+    return sorted(found, key=lambda build: build.id, reverse=True)
