@@ -7,53 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select
 
 from kiln.models import DeliveryLog
-from testbed.git_server import GitRepo
-from testbed.stack import Stack, User
+from testbed.stack import Stack
 from tests.support import github
-from tests.support.github import NO_COMMIT, encode, html_url_of
-from tests.support.helpers import assert_error, repo_name
+from tests.support.connected import Connected, connect, new_repo
+from tests.support.github import NO_COMMIT, encode
+from tests.support.helpers import assert_error
 
 SHARED = "/api/webhook/github"
 PROJECTS = "/api/project/projects"
 DELIVERY_KEYS = {"deliveryId", "event", "receivedAt", "result", "reason", "builds"}
 
 
-@dataclass
-class Connected:
-    user: User
-    repo: GitRepo
-    project: dict[str, Any]
-
-    @property
-    def id(self) -> int:
-        project_id: int = self.project["id"]
-        return project_id
-
-    @property
-    def secret(self) -> str:
-        secret: str = self.project["webhookSecret"]
-        return secret
-
-    @property
-    def html_url(self) -> str:
-        return html_url_of(self.repo.url)
-
-
-async def connect(stack: Stack) -> Connected:
+async def connected(stack: Stack) -> Connected:
     """A new user's project on a new repository, its first build finished."""
-    repo = stack.git.create_repo(repo_name("deliveries"))
-    repo.commit({"app.txt": "v1\n"}, "first commit", author="Ada Lovelace")
-    user = await stack.register()
-    created = await stack.create_project(user, repo.url, "cat app.txt")
-    await stack.wait_final(user, created["build"]["id"])
-    return Connected(user, repo, created["project"])
+    return await connect(stack, new_repo(stack, "deliveries"))
 
 
 async def deliver(
@@ -99,7 +72,7 @@ def logged_rows(stack: Stack, project_id: int) -> int:
 async def test_each_signed_delivery_is_listed_with_what_it_did_and_the_queued_build_runs(
     stack: Stack,
 ) -> None:
-    target = await connect(stack)
+    target = await connected(stack)
     sha = target.repo.commit({"app.txt": "v2\n"}, "a change", author="Grace Hopper")
 
     answers = [
@@ -147,7 +120,7 @@ async def test_each_signed_delivery_is_listed_with_what_it_did_and_the_queued_bu
 async def test_concurrent_redeliveries_are_listed_once_queued_and_otherwise_duplicate(
     stack: Stack,
 ) -> None:
-    target = await connect(stack)
+    target = await connected(stack)
     sha = target.repo.commit({"app.txt": "v3\n"}, "a change", author="Grace Hopper")
     payload = push(target, "refs/heads/main", sha)
 
@@ -167,8 +140,8 @@ async def test_concurrent_redeliveries_are_listed_once_queued_and_otherwise_dupl
 
 
 async def test_only_the_newest_50_deliveries_of_a_project_are_kept(stack: Stack) -> None:
-    target = await connect(stack)
-    other = await connect(stack)
+    target = await connected(stack)
+    other = await connected(stack)
     await deliver(stack, other, "ping", github.payload("ping", other.html_url), delivery="keep")
     run = uuid.uuid4().hex[:6]
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -27,9 +25,9 @@ from sqlalchemy import select
 import kiln.webhooks
 from kiln.git import repo_key
 from kiln.models import Project, WebhookDelivery, WebhookPayload, new_webhook_secret, utcnow
-from testbed.git_server import GitRepo
 from testbed.stack import Stack, User
 from tests.support import github
+from tests.support.connected import Connected, connect, new_repo
 from tests.support.github import encode, html_url_of, sign
 from tests.support.helpers import assert_error, count_builds, repo_name
 
@@ -41,50 +39,14 @@ def own_url(project_id: int) -> str:
     return f"{SHARED}/{project_id}"
 
 
-@dataclass
-class Connected:
-    user: User
-    repo: GitRepo
-    project: dict[str, Any]
-
-    @property
-    def id(self) -> int:
-        project_id: int = self.project["id"]
-        return project_id
-
-    @property
-    def secret(self) -> str:
-        secret: str = self.project["webhookSecret"]
-        return secret
-
-    @property
-    def html_url(self) -> str:
-        return html_url_of(self.repo.url)
-
-    def push(self, content: str) -> tuple[str, dict[str, Any]]:
-        """Commit to main; GitHub's payload for that push."""
-        before = self.repo.head()
-        sha = self.repo.commit({"app.txt": content}, f"push {content.strip()}", author="Ada")
-        payload = github.payload(
-            "push", self.html_url, ref="refs/heads/main", before=before, after=sha,
-            message=f"push {content.strip()}", author="Ada",
-        )  # fmt: skip
-        return sha, payload
-
-
-async def connect(stack: Stack) -> Connected:
+async def connected(stack: Stack) -> Connected:
     """A new user's project on a new repository, its first build finished."""
-    repo = stack.git.create_repo(repo_name("hook-abuse"))
-    repo.commit({"app.txt": "v1\n"}, "first commit")
-    user = await stack.register()
-    created = await stack.create_project(user, repo.url, "cat app.txt")
-    await stack.wait_final(user, created["build"]["id"])
-    return Connected(user, repo, created["project"])
+    return await connect(stack, new_repo(stack, "hook-abuse", author="Ada"))
 
 
 @pytest.fixture(scope="module")
 async def target(stack: Stack) -> AsyncIterator[Connected]:
-    yield await connect(stack)
+    yield await connected(stack)
 
 
 async def post(
@@ -219,7 +181,7 @@ async def test_a_projects_own_url_builds_the_pushed_commit(stack: Stack, target:
 
 async def test_a_projects_own_url_takes_only_that_projects_secret(stack: Stack) -> None:
     """Two projects on one repository: Alice's secret opens her URL only."""
-    alice = await connect(stack)
+    alice = await connected(stack)
     bob_user = await stack.register()
     bob = Connected(
         bob_user,

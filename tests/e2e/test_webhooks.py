@@ -14,16 +14,15 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
 from kiln.models import WebhookDelivery
-from testbed.git_server import GitRepo
-from testbed.stack import Stack, User, running_api
+from testbed.stack import Stack, running_api
 from tests.support import github
+from tests.support.connected import Connected, connect
 from tests.support.github import NO_COMMIT, encode, html_url_of, sign
 from tests.support.helpers import assert_error, count_builds, repo_name
 
@@ -57,39 +56,6 @@ def assert_nothing_queued(response: httpx.Response, case: str = "") -> None:
 def delivery_recorded(stack: Stack, delivery: str) -> bool:
     with stack.sessions() as session:
         return session.get(WebhookDelivery, delivery) is not None
-
-
-@dataclass
-class Connected:
-    """A user's project on a repository, its webhook secret, and the repository itself."""
-
-    user: User
-    repo: GitRepo
-    project: dict[str, Any]
-
-    @property
-    def id(self) -> int:
-        project_id: int = self.project["id"]
-        return project_id
-
-    @property
-    def secret(self) -> str:
-        secret: str = self.project["webhookSecret"]
-        return secret
-
-    @property
-    def html_url(self) -> str:
-        return html_url_of(self.repo.url)
-
-
-async def connect(stack: Stack, repo: GitRepo, repo_url: str | None = None) -> Connected:
-    """A new user's project on `repo`, its first build finished (so later counts are exact)."""
-    user = await stack.register()
-    created = await stack.create_project(user, repo_url or repo.url, "cat app.txt")
-    assert isinstance(created["project"]["webhookSecret"], str)
-    assert len(created["project"]["webhookSecret"]) >= 32
-    await stack.wait_final(user, created["build"]["id"])
-    return Connected(user, repo, created["project"])
 
 
 @pytest.fixture(scope="module")
