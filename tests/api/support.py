@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import secrets
 import time
 import uuid
@@ -30,46 +29,16 @@ from kiln.logs import append_log
 from kiln.models import Build, BuildStatus
 from kiln.settings import Settings
 from testbed.git_server import GitRepo, GitServer
+from tests.support.records import TIMESTAMP
 from workflows.build import BuildResult
 from workflows.client import Closed, WorkflowsUnavailable
 
 PASSWORD = "correct horse battery"
 PROJECTS = "/api/project/projects"
 WEBHOOK = "/api/webhook/github"
-BUILD_KEYS = {
-    "id",
-    "status",
-    "commit",
-    "branch",
-    "commitAuthor",
-    "commitHash",
-    "exitCode",
-    "projectId",
-    "startedAt",
-    "finishedAt",
-    "queuePosition",
-    "workflowId",
-}
-PROJECT_KEYS = {
-    "id",
-    "name",
-    "repoUrl",
-    "branch",
-    "image",
-    "buildCommand",
-    "timeoutSeconds",
-    "maxConcurrentBuilds",
-    "webhookSecret",
-    "env",
-    "hasCredentials",
-    "hasGithubToken",
-    "createdAt",
-}
 # The app's webhook body limit: small, so the 413 tests send little (deployments keep GitHub's
 # 25 MB).
 WEBHOOK_MAX_BYTES = 64 * 1024
-# ISO 8601 in UTC with milliseconds and a Z, as every timestamp the API sends.
-TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 NOT_QUEUED = "Build could not be queued: the workflow service is unavailable"
 # The app's KILN_WORKFLOW_ID_PREFIX: build records name their workflow with it.
 WORKFLOW_ID_PREFIX = "kiln-api-tests-"

@@ -13,7 +13,8 @@ from kiln.builds import BuildService
 from kiln.contracts import SlotClaim
 from kiln.git import CommitInfo
 from kiln.models import BuildStatus
-from tests.api.support import BUILD_KEYS, TIMESTAMP, Api, FakeWorkflows, User, assert_error
+from tests.api.support import Api, FakeWorkflows, User, assert_error
+from tests.support.records import BUILD_KEYS, TIMESTAMP
 
 COPIED = ("commit", "branch", "commitAuthor", "commitHash", "projectId")
 

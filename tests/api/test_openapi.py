@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import BUILD_KEYS, PROJECT_KEYS, Api
+from tests.api.support import Api
+from tests.support.records import BUILD_KEYS, PROJECT_KEYS
 
 SCHEMAS = "#/components/schemas/"
 

@@ -11,15 +11,13 @@ import pytest
 
 from kiln.models import BuildStatus
 from tests.api.support import (
-    BUILD_KEYS,
-    PROJECT_KEYS,
     PROJECTS,
-    TIMESTAMP,
     Api,
     FakeWorkflows,
     User,
     assert_error,
 )
+from tests.support.records import BUILD_KEYS, PROJECT_KEYS, TIMESTAMP
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -11,12 +11,12 @@ import pytest
 from tests.api.support import (
     NOT_QUEUED,
     PROJECTS,
-    TIMESTAMP,
     Api,
     FakeWorkflows,
     User,
     assert_error,
 )
+from tests.support.records import TIMESTAMP
 
 REASON = "[kiln] the build could not be queued"
 

@@ -16,7 +16,6 @@ import pytest
 
 from testbed.git_server import GitRepo
 from tests.api.support import (
-    BUILD_KEYS,
     NOT_QUEUED,
     WEBHOOK,
     WEBHOOK_MAX_BYTES,
@@ -27,6 +26,7 @@ from tests.api.support import (
     push_payload,
     sign,
 )
+from tests.support.records import BUILD_KEYS
 
 NO_SIGNATURE = "No valid signature for a project of this repository"
 ZEROS = "0" * 40
