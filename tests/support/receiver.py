@@ -92,6 +92,11 @@ class Receiver:
         """The requests it answered with a 2xx, in order."""
         return [request for request in self.requests if request.ok]
 
+    def fail_next(self, count: int) -> None:
+        """Answer the next `count` requests with 500 (then `status` again)."""
+        with self._lock:
+            self.fail_first = self._seen + count
+
     def answer(self) -> int:
         with self._lock:
             self._seen += 1
