@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from kiln.access import owned_project
 from kiln.crypto import SecretBox
@@ -168,3 +168,14 @@ class GithubTokens:
 
     def open(self, project_id: int, sealed: str) -> str:
         return self._box.open(sealed, token_context(project_id))
+
+    def rotate(self) -> int:
+        """Re-seal every token with the newest key (as SecretStore.rotate does for secrets)."""
+        with self._sessions.begin() as session:
+            projects = list(
+                session.scalars(select(Project).where(Project.github_token.is_not(None)))
+            )
+            for project in projects:
+                assert project.github_token is not None
+                project.github_token = self._box.reseal(project.github_token)
+            return len(projects)

@@ -154,3 +154,11 @@ class HookService:
 
     def open_secret(self, hook: ProjectHook) -> str:
         return self._box.open(hook.sealed_secret, secret_context(hook.project_id, hook.id))
+
+    def rotate(self) -> int:
+        """Re-seal every hook secret with the newest key (as SecretStore.rotate does)."""
+        with self._sessions.begin() as session:
+            hooks = list(session.scalars(select(ProjectHook)))
+            for hook in hooks:
+                hook.sealed_secret = self._box.reseal(hook.sealed_secret)
+            return len(hooks)

@@ -9,6 +9,7 @@ import hmac
 import json
 
 import pytest
+from sqlalchemy import select
 
 from kiln.crypto import SecretBox, generate_key
 from kiln.github_status import (
@@ -21,7 +22,9 @@ from kiln.github_status import (
     status_url,
 )
 from kiln.hooks import HookService, hook_body, hook_text, sign
-from kiln.notifications import GITHUB_TARGET, Notice, Notifier, hook_target
+from kiln.integration_models import ProjectHook
+from kiln.models import BuildStatus, Project
+from kiln.notifications import GITHUB_TARGET, Delivery, Notice, Notifier, hook_target
 from kiln.outbound import OutboundFailed, post_json
 from kiln.settings import Settings
 from tests.support.receiver import Receiver
@@ -190,3 +193,62 @@ async def test_a_redirect_is_an_answer_not_followed() -> None:
         answer = await post_json(receiver.url + "/hook", b"{}", {})
     assert (answer.status, answer.ok) == (307, False)
     assert len(receiver.requests) == 1
+
+
+async def test_a_hook_whose_address_is_local_is_given_up_on_at_send_time(rows: Rows) -> None:
+    """Checked again at every send: a hook stored while local addresses were allowed (or whose
+    host's DNS answer changed to a private one since) gets nothing."""
+    owner = rows.user()
+    build = rows.build(rows.project(owner), BuildStatus.PASSED)
+    key = generate_key()
+    with Receiver() as receiver:
+        hooks = HookService(rows.sessions, SecretBox(key), allow_local=True)
+        hook, secret = hooks.create(owner.id, build.project_id, receiver.url, ["passed"])
+        notice = Notice(build.id, "passed", 0, hook_id=hook["id"])
+
+        strict = Notifier(rows.sessions, Settings(secrets_key=key, allow_local_repos=False))
+        assert await strict.send_hook(notice) == Delivery.GAVE_UP
+        assert receiver.requests == []
+
+        lenient = Notifier(rows.sessions, Settings(secrets_key=key, allow_local_repos=True))
+        assert await lenient.send_hook(notice) == Delivery.SENT
+        # A notice for an event the hook did not choose is not sent.
+        running = Notice(build.id, "running", hook_id=hook["id"])
+        assert await lenient.send_hook(running) == Delivery.SKIPPED
+        # An older notice retried after a newer one went is dropped, never sent.
+        every, _ = hooks.create(owner.id, build.project_id, receiver.url, ["passed", "running"])
+        assert await lenient.send_hook(Notice(build.id, "passed", 0, hook_id=every["id"])) == (
+            Delivery.SENT
+        )
+        assert await lenient.send_hook(Notice(build.id, "running", hook_id=every["id"])) == (
+            Delivery.DROPPED
+        )
+        (first, second) = receiver.requests
+    assert first.headers["x-kiln-signature-256"] == sign(secret, first.body)
+    assert [first.json()["event"], second.json()["event"]] == ["passed", "passed"]
+
+
+def test_rotating_the_key_reseals_github_tokens_and_hook_secrets(rows: Rows) -> None:
+    owner = rows.user()
+    project = rows.project(owner)
+    old, new = generate_key(), generate_key()
+    GithubTokens(rows.sessions, SecretBox(old)).set(owner.id, project.id, "ghp_rotate_me")
+    hook, secret = HookService(rows.sessions, SecretBox(old), allow_local=True).create(
+        owner.id, project.id, "http://127.0.0.1:9/x", ["failed"]
+    )
+    both = SecretBox(f"{new},{old}")
+
+    assert GithubTokens(rows.sessions, both).rotate() == 1
+    assert HookService(rows.sessions, both, allow_local=True).rotate() == 1
+
+    with rows.sessions() as session:
+        stored = session.get(ProjectHook, hook["id"])
+        sealed = session.scalar(select(Project.github_token).where(Project.id == project.id))
+        assert stored is not None and sealed is not None
+        assert GithubTokens(rows.sessions, SecretBox(new)).open(project.id, sealed) == (
+            "ghp_rotate_me"
+        )
+        assert (
+            HookService(rows.sessions, SecretBox(new), allow_local=True).open_secret(stored)
+            == secret
+        )
