@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -69,14 +70,22 @@ def db_url(
 
 
 @pytest.fixture(scope="module")
+def stack_changes() -> dict[str, Any]:
+    """Settings a module's stack has besides `stack_settings`' (a module overrides this
+    fixture, e.g. to give its stack a KILN_SECRETS_KEY)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 async def stack(
     db_url: str,
     temporal_address: str,
     git_server: GitServer,
     busybox: str,
+    stack_changes: dict[str, Any],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
     workspace: Path = tmp_path_factory.mktemp("workspaces")
-    settings = stack_settings(db_url, temporal_address, workspace)
+    settings = stack_settings(db_url, temporal_address, workspace).model_copy(update=stack_changes)
     async with running_stack(settings, git_server, busybox) as running:
         yield running

@@ -9,8 +9,6 @@ of its own)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +18,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 from temporalio.converter import DataConverter
 
-from testbed.git_server import GitServer
-from testbed.stack import Stack, eventually, running_stack, stack_settings
+from testbed.stack import Stack, eventually
 from tests.support import github
 from tests.support.helpers import holds, new_repo, repo_name, requeue, wait_for_build
 from workflows import visibility
@@ -31,21 +28,10 @@ BLOCK_UNTIL_TERM = "echo started; trap 'exit 0' TERM; sleep 300 & wait"
 
 
 @pytest.fixture(scope="module")
-async def stack(
-    db_url: str,
-    temporal_address: str,
-    git_server: GitServer,
-    busybox: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Stack]:
-    """The conftest's stack, with KILN_PUBLIC_URL set (the details link to the dashboard) and a
-    secrets key (credentials in a repository URL go to the encrypted store)."""
-    workspace: Path = tmp_path_factory.mktemp("workspaces")
-    settings = stack_settings(db_url, temporal_address, workspace)
-    key = Fernet.generate_key().decode()
-    settings = settings.model_copy(update={"public_url": PUBLIC_URL, "secrets_key": key})
-    async with running_stack(settings, git_server, busybox) as running:
-        yield running
+def stack_changes() -> dict[str, Any]:
+    """KILN_PUBLIC_URL set (the details link to the dashboard) and a secrets key (credentials
+    in a repository URL go to the encrypted store)."""
+    return {"public_url": PUBLIC_URL, "secrets_key": Fernet.generate_key().decode()}
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ never in an answer; secrets deleted with their project."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +11,7 @@ from sqlalchemy import func, select
 
 from kiln.crypto import generate_key
 from kiln.secret_models import ProjectSecret
-from testbed.git_server import GitServer
-from testbed.stack import Stack, User, running_stack, stack_settings
+from testbed.stack import Stack, User
 from tests.support.helpers import PROJECTS, assert_error, new_repo
 
 VALUE = "s3cr3t value, with spaces "
@@ -23,19 +20,8 @@ BODY_CAP = 128 * 1024
 
 
 @pytest.fixture(scope="module")
-async def stack(
-    db_url: str,
-    temporal_address: str,
-    git_server: GitServer,
-    busybox: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Stack]:
-    workspace: Path = tmp_path_factory.mktemp("workspaces")
-    settings = stack_settings(db_url, temporal_address, workspace).model_copy(
-        update={"secrets_key": generate_key(), "json_max_bytes": BODY_CAP}
-    )
-    async with running_stack(settings, git_server, busybox) as running:
-        yield running
+def stack_changes() -> dict[str, Any]:
+    return {"secrets_key": generate_key(), "json_max_bytes": BODY_CAP}
 
 
 async def new_project(stack: Stack, user: User, **fields: Any) -> dict[str, Any]:

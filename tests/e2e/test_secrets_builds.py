@@ -11,8 +11,6 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +18,7 @@ from temporalio.client import Client
 
 from kiln.crypto import SecretBox, SecretsUnavailable, UnreadableSecret, generate_key
 from kiln.secrets import SecretsKeyError, SecretStore, require_secrets_key
-from testbed.git_server import GitServer
-from testbed.stack import SocketRecorder, Stack, User, eventually, running_stack, stack_settings
+from testbed.stack import SocketRecorder, Stack, User, eventually
 from tests.support.helpers import PROJECTS, connected, last_line, new_repo
 from workflows.ids import workflow_id
 
@@ -31,20 +28,9 @@ SHORT = "abc"  # under 4 characters: given to the build, but not masked
 
 
 @pytest.fixture(scope="module")
-async def stack(
-    db_url: str,
-    temporal_address: str,
-    git_server: GitServer,
-    busybox: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Stack]:
+def stack_changes() -> dict[str, Any]:
     """A running Kiln with a KILN_SECRETS_KEY."""
-    workspace: Path = tmp_path_factory.mktemp("workspaces")
-    settings = stack_settings(db_url, temporal_address, workspace).model_copy(
-        update={"secrets_key": generate_key()}
-    )
-    async with running_stack(settings, git_server, busybox) as running:
-        yield running
+    return {"secrets_key": generate_key()}
 
 
 async def put_secret(stack: Stack, user: User, project_id: int, name: str, value: str) -> None:

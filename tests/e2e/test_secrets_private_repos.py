@@ -13,7 +13,7 @@ import json
 import logging
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from kiln.git import Credentials, GitAuthFailed, GitError, checkout, resolve_bra
 from kiln.models import Project
 from kiln.secrets import split_credentials
 from testbed.git_server import GitRepo, GitServer, _CgiHandler, _Server
-from testbed.stack import Stack, User, running_stack, stack_settings
+from testbed.stack import Stack, User
 from tests.support.helpers import PROJECTS, assert_error, last_line, repo_name
 from workflows.ids import workflow_id
 
@@ -90,19 +90,8 @@ def private_repo(private_git: PrivateGitServer) -> GitRepo:
 
 
 @pytest.fixture(scope="module")
-async def stack(
-    db_url: str,
-    temporal_address: str,
-    git_server: GitServer,
-    busybox: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Stack]:
-    workspace: Path = tmp_path_factory.mktemp("workspaces")
-    settings = stack_settings(db_url, temporal_address, workspace).model_copy(
-        update={"secrets_key": generate_key()}
-    )
-    async with running_stack(settings, git_server, busybox) as running:
-        yield running
+def stack_changes() -> dict[str, Any]:
+    return {"secrets_key": generate_key()}
 
 
 def embedded(url: str, user: str = USER, token: str = TOKEN) -> str:

@@ -4,9 +4,7 @@ worker starts without the key."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -14,30 +12,15 @@ from temporalio.client import Client
 from api.main import create_app
 from kiln.crypto import SecretBox, generate_key
 from kiln.secrets import Credentials, SecretsKeyError, SecretStore
-from testbed.git_server import GitServer
-from testbed.stack import Stack, running_stack, stack_settings
+from testbed.stack import Stack
 from tests.support.helpers import PROJECTS, assert_error, new_repo
 from worker import build_worker_process
-
-
-@pytest.fixture(scope="module")
-async def stack(
-    db_url: str,
-    temporal_address: str,
-    git_server: GitServer,
-    busybox: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Stack]:
-    workspace: Path = tmp_path_factory.mktemp("workspaces")
-    settings = stack_settings(db_url, temporal_address, workspace)
-    assert settings.secrets_key == ""
-    async with running_stack(settings, git_server, busybox) as running:
-        yield running
 
 
 async def test_without_a_key_secrets_and_credentials_are_a_503_that_stores_nothing(
     stack: Stack,
 ) -> None:
+    assert stack.settings.secrets_key == ""  # the shared stack: no KILN_SECRETS_KEY
     user = await stack.register()
     repo = new_repo(stack.git, "no-key")
     created = await stack.create_project(user, repo.url, 'echo "$MODE"', env={"MODE": "plain"})
