@@ -3,6 +3,7 @@ import { api } from "../api.js";
 import { copyButton, errorBox, statusBadge, when } from "../components.js";
 import { clear, field, h } from "../dom.js";
 import { STATUSES, duration, firstLine, shortHash } from "../format.js";
+import { integrationsSection } from "./project_integrations.js";
 import { variablesSection } from "./project_variables.js";
 
 const PAGE = 20;
@@ -139,6 +140,7 @@ function settingsPanel(project, { navigate }) {
     h("h2", { id: "settings-title" }, "Settings"),
     form,
     variablesSection(project),
+    integrationsSection(project),
     h("h3", {}, "GitHub webhook"),
     h(
       "p.hint",
