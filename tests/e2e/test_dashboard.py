@@ -5,6 +5,8 @@ them elsewhere)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import re
 import uuid
@@ -17,7 +19,9 @@ from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright
 from kiln.crypto import generate_key
 from kiln.workspaces import workspace_path
 from testbed.git_server import GitRepo, GitServer
-from testbed.stack import Stack, User, running_stack, stack_settings
+from testbed.stack import Stack, User, eventually, running_stack, stack_settings
+from tests.support.helpers import holds
+from tests.support.receiver import Receiver
 
 CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 60_000
@@ -481,4 +485,59 @@ async def test_variables_secrets_and_credentials_are_set_in_the_settings(
     # Deleting the secret empties the list.
     await page.get_by_role("button", name="Delete secret NPM_TOKEN").click()
     await expect(page.get_by_role("list", name="Secrets")).to_contain_text("No secrets yet.")
+    assert not only_kiln(visitor)
+
+
+async def test_a_github_token_and_a_notification_hook_are_set_in_the_settings(
+    visitor: Visitor, web: Stack
+) -> None:
+    await visitor.sign_up()
+    await visitor.create_project("notified", new_repo(web.git), "true", web.image)
+    page = visitor.page
+    project_id = int(page.url.rsplit("/", 1)[1])
+    token = await page.evaluate("localStorage.getItem('kiln.token')")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    # The GitHub token: saved (the record says so, the page never shows it), then removed.
+    github = page.get_by_role("form", name="GitHub commit statuses")
+    await expect(github).to_contain_text("no commit statuses are posted")
+    await page.get_by_label("GitHub token").fill("ghp_dashboard-test-token")
+    await github.get_by_role("button", name="Save GitHub token").click()
+    await expect(github.get_by_role("status")).to_have_text("GitHub token saved.")
+    answer = await web.http.get(f"/api/project/projects/{project_id}", headers=headers)
+    assert answer.json()["project"]["hasGithubToken"] is True
+    assert "ghp_dashboard-test-token" not in await page.content()
+    await github.get_by_role("button", name="Remove GitHub token").click()
+    await expect(github.get_by_role("status")).to_have_text("GitHub token removed.")
+
+    with Receiver(status=200) as receiver:
+        # A hook with no event is refused with the API's words; one on `passed` is added, its
+        # secret shown once, and it hears of the next build that passes.
+        hooks = page.get_by_role("form", name="Notification hooks")
+        await page.get_by_label("Hook URL").fill(receiver.url + "/kiln")
+        await hooks.get_by_label("failed").uncheck()
+        await hooks.get_by_role("button", name="Add hook").click()
+        await expect(hooks.get_by_role("alert")).to_be_visible()
+        await hooks.get_by_label("passed").check()
+        await hooks.get_by_role("button", name="Add hook").click()
+        await expect(hooks.get_by_role("status")).to_contain_text("shown this once")
+        await expect(page.get_by_role("list", name="Hooks")).to_contain_text(receiver.url)
+        await visitor.shot("project-integrations")
+        secret = await hooks.locator(".ok .secret").inner_text()
+        first = answer.json()["project"]["builds"][0]["id"]
+        rebuilt = await web.http.post(f"/api/build/rebuild/{first}", headers=headers)
+        assert rebuilt.status_code == 201, rebuilt.text
+        await eventually(lambda: holds(bool(receiver.delivered())), timeout=90)
+        notice = receiver.delivered()[0]
+        assert notice.json()["event"] == "passed"
+        assert (
+            notice.headers["x-kiln-signature-256"]
+            == "sha256=" + hmac.new(secret.encode(), notice.body, hashlib.sha256).hexdigest()
+        )
+
+    # Reloaded, the secret is gone from the page; the hook is deleted with its button.
+    await visitor.open(f"/projects/{project_id}")
+    assert secret not in await page.content()
+    await page.get_by_role("button", name=f"Delete hook {receiver.url}/kiln").click()
+    await expect(page.get_by_role("list", name="Hooks")).to_contain_text("No hooks yet.")
     assert not only_kiln(visitor)
