@@ -1,9 +1,11 @@
 """The Socket.io client manager whose message queue is Kiln's database (see `kiln.events`).
 
 Every API process listens: on PostgreSQL with LISTEN on a dedicated connection, on SQLite by
-polling the outbox. The listener reconnects with a capped back-off inside its generator (never a
-busy loop) and, after a reconnect, sends the current record of every build that changed meanwhile,
-since NOTIFYs sent while it was away are lost.
+reading the outbox whenever a publisher's wake-up datagram arrives (`kiln.wakeups`), and every
+POLL_SECONDS besides (a wake-up may be lost; a publisher sees a new listener within a second).
+The listener reconnects with a capped back-off inside its generator (never a busy loop) and,
+after a reconnect, sends the current record of every build that changed meanwhile, since
+NOTIFYs sent while it was away are lost.
 
 For operators: `listening` says whether the listener is subscribed right now (the API's
 readiness), `connection_count()` how many sockets this process holds, and each event emitted
@@ -14,6 +16,7 @@ stamp, or the outbox row's creation time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -29,10 +32,11 @@ from sqlalchemy.engine import make_url
 from kiln.db import SessionFactory
 from kiln.events import CHANNEL, catch_up, publish_message
 from kiln.models import SocketEvent, utcnow
+from kiln.wakeups import WakeupSocket
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.25
 RECONNECT_MAX_SECONDS = 10.0
 NAMESPACE = "/"
 # When the change an event describes was committed (Unix time): set by publishers.
@@ -137,16 +141,24 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
         # The outbox keeps events across a lost connection: go on from the last one seen.
         if self._last_outbox_id is None:
             self._last_outbox_id = await asyncio.to_thread(self._newest_outbox_id)
-        self.connected = True
-        self.ready.set()
-        while True:
-            rows = await asyncio.to_thread(self._outbox_after, self._last_outbox_id)
+        database = make_url(self._url).database
+        wakeups = WakeupSocket(database) if database and database != ":memory:" else None
+        try:
             self.connected = True
-            for row_id, payload, created_at in rows:
-                self._last_outbox_id = row_id
-                yield _stamped(payload, created_at)
-            if not rows:
-                await asyncio.sleep(POLL_SECONDS)
+            self.ready.set()
+            while True:
+                if wakeups is not None:
+                    wakeups.drain()  # this read answers every wake-up so far
+                rows = await asyncio.to_thread(self._outbox_after, self._last_outbox_id)
+                self.connected = True
+                for row_id, payload, created_at in rows:
+                    self._last_outbox_id = row_id
+                    yield _stamped(payload, created_at)
+                if not rows:
+                    await _woken(wakeups, POLL_SECONDS)
+        finally:
+            if wakeups is not None:
+                wakeups.close()
 
     def _newest_outbox_id(self) -> int:
         with self._sessions() as session:
@@ -162,6 +174,16 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
             )
             rows = session.execute(query).all()
             return [(row_id, payload, created) for row_id, payload, created in rows]
+
+
+async def _woken(wakeups: WakeupSocket | None, timeout: float) -> None:
+    """Until a wake-up datagram arrives, or `timeout` seconds."""
+    if wakeups is None:
+        await asyncio.sleep(timeout)
+        return
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(loop.sock_recv(wakeups.sock, 64), timeout)
 
 
 def _stamped(payload: str, created_at: datetime | None) -> dict[str, Any]:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import httpx
 
 from benchmarks.burst import PeakMemory, burst_figures
 from benchmarks.deployment import Deployment, database, running_deployment
@@ -53,14 +57,14 @@ FULL = Scale(20, 10, (1, 32, 128), 50, 1000, 100, 1000, 200, 50)
 QUICK = Scale(3, 2, (1, 32, 128), 5, 100, 10, 20, 16, 4)
 
 
-async def measure(
-    deployment: Deployment, scale: Scale, work: Path
-) -> list[Figure]:
+async def measure(deployment: Deployment, scale: Scale, work: Path) -> list[Figure]:
     await asyncio.sleep(2)  # settled: start-up work done
     api_pid, worker_pid = _pid(deployment.api.process), _pid(deployment.workers["host-a"].process)
-    idle_api, idle_worker = process_tree_rss(api_pid), process_tree_rss(worker_pid)
+    # The API's tree holds its uvicorn workers; the worker's children are git and the like.
+    idle_api, idle_worker = process_tree_rss(api_pid), process_tree_rss(worker_pid)[:1]
     figures, build_id = await end_to_end(deployment, scale.builds, work)
     figures += await attempt("`GET /api/build/:id` (wrk)", _read_load(deployment, build_id, scale))
+    await settled(deployment, build_id)
     figures += await attempt(
         "`GET /api/project/projects`",
         listing_figures(deployment, scale.projects, scale.history, scale.listings),
@@ -80,6 +84,20 @@ async def measure(
     return figures
 
 
+async def settled(deployment: Deployment, build_id: int, timeout: float = 120) -> None:
+    """Until the API answers a read briskly again: requests wrk gave up on may still be queued
+    in it, and would slow what is measured next."""
+    (user,) = deployment.users(1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        start = time.perf_counter()
+        with contextlib.suppress(httpx.HTTPError):
+            await deployment.http.get(f"/api/build/{build_id}", headers=user.headers)
+            if time.perf_counter() - start < 0.1:
+                return
+        await asyncio.sleep(0.5)
+
+
 def _peak(memory: PeakMemory, name: str) -> str:
     return describe(memory.peaks[name]) if name in memory.peaks else "not measured"
 
@@ -90,7 +108,8 @@ async def attempt(label: str, scenario: Awaitable[list[Figure]]) -> list[Figure]
         return await scenario
     except Exception as exc:  # a benchmark reports a failure as a measurement
         print(f"benchmarks: {label} failed: {exc!r}", file=sys.stderr)
-        return [Figure(f"{label}: FAILED", f"{type(exc).__name__}: {str(exc)[:120]}")]
+        text = " ".join(str(exc).split())[:120]
+        return [Figure(f"{label}: FAILED", f"{type(exc).__name__}: {text}")]
 
 
 async def _read_load(deployment: Deployment, build_id: int, scale: Scale) -> list[Figure]:

@@ -1,6 +1,6 @@
 """The ceiling: the smallest uvicorn app, one fixed JSON body for every request.
 
-    uvicorn benchmarks.ceiling:app
+uvicorn benchmarks.ceiling:app
 """
 
 from __future__ import annotations

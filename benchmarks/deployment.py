@@ -97,7 +97,9 @@ class Deployment:
         body = {"name": "app", "repoUrl": repo_url, "image": self.image, "buildCommand": command}
         response = await self.http.post("/api/project/projects", json=body, headers=user.headers)
         if response.status_code != 201:
-            raise RuntimeError(f"creating a project answered {response.status_code}: {response.text}")
+            raise RuntimeError(
+                f"creating a project answered {response.status_code}: {response.text}"
+            )
         data: dict[str, Any] = response.json()
         return data
 

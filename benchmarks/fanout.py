@@ -32,15 +32,11 @@ async def fanout_figures(deployment: Deployment, clients: int) -> list[Figure]:
             await asyncio.sleep(0.5)  # time for a stray event to reach someone else
 
         def of_build(key: EventKey) -> bool:
-            return key[1] == build_id
+            return bool(key[1] == build_id)
 
         delays = latencies(published, sockets[owner.id], of_build)
         strays = sum(
-            1
-            for user in users[1:]
-            for s in sockets[user.id]
-            for key in s.arrivals
-            if of_build(key)
+            1 for user in users[1:] for s in sockets[user.id] for key in s.arrivals if of_build(key)
         )
     finally:
         await asyncio.gather(*(s.client.disconnect() for _u, s in pairs))

@@ -41,7 +41,9 @@ async def worker_kill_figures(deployment: Deployment, timeout: float = 120) -> l
     finally:
         await listener.client.disconnect()
     return [
-        Figure("worker kill -9 mid-build, same host back: s until output flows again", moved_s(back)),
+        Figure(
+            "worker kill -9 mid-build, same host back: s until output flows again", moved_s(back)
+        ),
         Figure("worker host gone for good: s until its build runs on another host", moved_s(moved)),
     ]
 
@@ -58,7 +60,9 @@ async def _ticking_build(
     build_id: int = created["build"]["id"]
 
     async def output() -> bool | None:
-        return True if any(k[0] == LOG_EVENT and k[1] == build_id for k in listener.arrivals) else None
+        return (
+            True if any(k[0] == LOG_EVENT and k[1] == build_id for k in listener.arrivals) else None
+        )
 
     await eventually(output, timeout=120, interval=0.05)
     with deployment.sessions() as session:
@@ -85,7 +89,9 @@ async def _output_resumes(
         deployment.worker(host)
 
     def after_kill(key: EventKey) -> bool:
-        return key[0] == LOG_EVENT and key[1] == build_id and published.sent_at.get(key, 0) > killed_at
+        return (
+            key[0] == LOG_EVENT and key[1] == build_id and published.sent_at.get(key, 0) > killed_at
+        )
 
     return await _first_arrival(listener, after_kill, killed_at, timeout)
 
@@ -113,9 +119,7 @@ async def _registered(deployment: Deployment, worker_id: str) -> None:
 async def _cancel(deployment: Deployment, user: User, build_id: int) -> None:
     answer = await deployment.http.post(f"/api/build/{build_id}/cancel", headers=user.headers)
     if answer.status_code == 202:
-        await eventually(
-            lambda: _final(deployment, build_id), timeout=120, interval=0.2
-        )
+        await eventually(lambda: _final(deployment, build_id), timeout=120, interval=0.2)
 
 
 async def _final(deployment: Deployment, build_id: int) -> bool | None:

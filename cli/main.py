@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 from kiln.settings import get_settings
 
@@ -50,19 +51,54 @@ def cmd_migrate() -> None:
 
 
 def cmd_api() -> None:
+    """Serve the API from KILN_API_WORKERS processes (uvicorn's workers, sharing one socket).
+    Everything already works across processes: events reach every process's sockets through
+    the database (api.pubsub), and clients use the websocket transport only (no sticky
+    sessions needed)."""
     import uvicorn
-
-    from api.main import create_app
 
     settings = get_settings()
     # log_config=None: Kiln's own logging set-up (kiln.logconfig) formats uvicorn's lines too.
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None}
+    if settings.api_workers == 1:
+        uvicorn.run(api_app(), log_level="info", **options)
+        return
     uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        "cli.main:api_worker_app",
+        factory=True,
+        workers=settings.api_workers,
         log_level="info",
-        log_config=None,
+        **options,
     )
+
+
+def api_app() -> Any:
+    from api.main import create_app
+
+    return create_app(get_settings())
+
+
+def api_worker_app() -> Any:
+    """The app in one of several API processes (started afresh by uvicorn: logging set up
+    again), which dies with the process that started it: a `kill -9` of `kiln api` must not
+    leave its workers serving the port."""
+    from kiln.logconfig import configure_logging
+
+    _die_with_parent()
+    configure_logging(level=logging.INFO)
+    return api_app()
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this process when its parent dies (Linux' PR_SET_PDEATHSIG; elsewhere nothing)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
 
 
 def cmd_worker() -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,32 @@ from kiln.workflow_ids import WORKFLOW_ID_PREFIX
 
 SessionFactory = sessionmaker[Session]
 
+# SQLite connections per process. More than the threads that may use one at once (the API's
+# thread pool has 40; a request may hold two sessions): a thread waiting for a pooled connection
+# while holding the write lock would stall every writer until the pool timeout.
+SQLITE_POOL_SIZE = 100
+# Set while the current task only reads (see `reads_only`).
+_READS_ONLY: ContextVar[bool] = ContextVar("kiln_db_reads_only", default=False)
+
+
+@contextmanager
+def reads_only() -> Iterator[None]:
+    """Transactions begun inside (in this task, and threads started from it) only read: on
+    SQLite they take no write lock, so readers never queue behind each other or a writer (WAL
+    gives each its snapshot). Never wrap code that writes: a write after a read there fails at
+    once when another process has written meanwhile."""
+    token = _READS_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READS_ONLY.reset(token)
+
+
+def mark_reads_only() -> None:
+    """`reads_only` for the rest of the current context (a request's dependencies: FastAPI runs
+    the route's sync parts in copies of the context this is set in)."""
+    _READS_ONLY.set(True)
+
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
@@ -20,7 +49,10 @@ def make_engine(url: str) -> Engine:
         if path and path != ":memory:" and not path.startswith("file:"):
             private_sqlite_file(Path(path))
         # The API and the worker are separate processes sharing one file: wait for locks.
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": 0} if path != ":memory:" else {}
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **pool
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
@@ -63,7 +95,7 @@ def _sqlite_begin_immediate(connection: Connection) -> None:
     """Take the write lock up front: a transaction that reads, then writes (claiming a build
     slot, appending to a log) can then never fail half-way on a snapshot another process made
     stale, and concurrent writers queue on the busy timeout instead."""
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    connection.exec_driver_sql("BEGIN" if _READS_ONLY.get() else "BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine, *, workflow_id_prefix: str = "") -> SessionFactory:

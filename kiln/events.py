@@ -3,7 +3,8 @@
 Publishing happens inside the caller's transaction: an event goes out exactly when the status
 change it describes commits. On PostgreSQL the channel is LISTEN/NOTIFY (payloads over the
 ~8 kB NOTIFY cap go through the `socket_events` outbox and only their id is notified); on
-SQLite every event goes through the outbox, which listeners poll. The listening side (the
+SQLite every event goes through the outbox, which listeners read when a publisher wakes them
+after its commit (`kiln.wakeups`), and poll besides. The listening side (the
 Socket.io client manager) is `api.pubsub`.
 """
 
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from kiln.db import SessionFactory
 from kiln.models import Build, BuildStatus, Project, SocketEvent, utcnow
 from kiln.records import build_record, queue_positions, user_room
+from kiln.wakeups import wake_after_commit
 
 CHANNEL = "kiln_socketio"
 # NOTIFY refuses payloads of 8000 bytes or more; stay well under.
@@ -78,6 +80,10 @@ def publish_message(session: Session, message: dict[str, Any]) -> None:
         return
     row = SocketEvent(payload=payload)
     session.add(row)
+    if not postgres:
+        database = session.get_bind().engine.url.database
+        if database and database != ":memory:":
+            wake_after_commit(session, database)
     if postgres:
         session.flush()
         session.execute(select(func.pg_notify(CHANNEL, json.dumps({"outbox": row.id}))))

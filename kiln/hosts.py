@@ -13,9 +13,10 @@ from kiln.db import SessionFactory
 from kiln.models import Build, BuildStatus, WorkerHost, utcnow
 from kiln.settings import Settings
 
-# A host that has not refreshed its entry for this long is not offered new builds.
-LIVE_WINDOW = timedelta(seconds=15)
-REFRESH_SECONDS = 5.0
+# A host that has not refreshed its entry for this long is not offered new builds: three
+# refreshes missed. Short, so that new builds stop going to a dead host within seconds.
+LIVE_WINDOW = timedelta(seconds=10)
+REFRESH_SECONDS = 3.0
 
 
 class HostRegistry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +30,8 @@ class Settings(BaseSettings):
     jwt_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # Processes `kiln api` serves from (one socket, shared); default: one per core.
+    api_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
     workspace_dir: Path = STATE_DIR / "workspaces"
     # Docker network of build containers. Empty: a Kiln-managed bridge network that reaches the
     # public internet only (the worker refuses to start if it cannot set that up); `none` cuts
@@ -38,8 +41,10 @@ class Settings(BaseSettings):
     # A stable id names this worker's host queue, so a restarted worker takes its own work back.
     worker_id: str = Field(default_factory=socket.gethostname)
     max_builds_per_host: int = Field(default=4, gt=0)
-    # How long a chosen host may take to pick a build up before another host is chosen.
-    host_pickup_seconds: float = Field(default=30, gt=0)
+    # How long a chosen host may take to pick a build up before another host is chosen. With
+    # the 10 s heartbeat timeout this bounds how soon a build of a host gone for good runs
+    # elsewhere (about 10 + 1 + this); a host that polls picks work up in milliseconds.
+    host_pickup_seconds: float = Field(default=6, gt=0)
     # How often each worker sweeps its leftovers and settles builds whose workflow is gone.
     reconcile_seconds: float = Field(default=30, gt=0)
     # Records younger than this are left alone: the API inserts a row just before it starts

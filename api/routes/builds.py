@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import BuildId, BuildsDep, CurrentUser, SessionDep, WorkflowsDep
@@ -12,12 +12,23 @@ from api.queueing import start_builds, write_builds
 from api.schemas import BuildAnswer, BuildFetched, BuildLogs, errors
 from kiln.access import owned_build
 from kiln.contracts import BuildOutcome, Trigger
+from kiln.db import mark_reads_only
 from kiln.logs import read_log
 from kiln.records import build_record, project_summary, queue_positions
 from workflows.client import WorkflowsUnavailable, settle
 
 router = APIRouter(prefix="/api/build", tags=["builds"])
 OWNED = (400, 401, 403, 404)
+
+
+async def _reads_only() -> None:
+    """The route only reads (the caller's lookup included): on SQLite its transactions take no
+    write lock. Async, so it runs first, in the context the route's sync parts copy."""
+    mark_reads_only()
+
+
+# Route dependencies are solved before the route's own (the caller's session among them).
+READS_ONLY = [Depends(_reads_only)]
 
 
 @router.post("/rebuild/", include_in_schema=False)
@@ -64,7 +75,9 @@ async def cancel(
     return {"message": "Build cancel requested", "build": record}
 
 
-@router.get("/{buildId}", response_model=BuildFetched, responses=errors(*OWNED))
+@router.get(
+    "/{buildId}", response_model=BuildFetched, responses=errors(*OWNED), dependencies=READS_ONLY
+)
 def get_build(build_id: BuildId, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
     build = owned_build(session, build_id, user.id)
     positions = queue_positions(session, [build.project_id])
@@ -72,7 +85,9 @@ def get_build(build_id: BuildId, user: CurrentUser, session: SessionDep) -> dict
     return {"message": "Build fetched", "build": record}
 
 
-@router.get("/{buildId}/logs", response_model=BuildLogs, responses=errors(*OWNED))
+@router.get(
+    "/{buildId}/logs", response_model=BuildLogs, responses=errors(*OWNED), dependencies=READS_ONLY
+)
 def get_logs(
     build_id: BuildId,
     user: CurrentUser,
