@@ -117,6 +117,16 @@ async def until_states(
     return await eventually(enough, timeout=60)
 
 
+async def build_with_statuses(
+    stack: Stack, user: User, github: Receiver, project: dict[str, Any]
+) -> tuple[dict[str, Any], list[Received]]:
+    """A new build of the project's commit, to its end and its three statuses: its final record
+    and every status request GitHub got for the commit (failed tries too)."""
+    build = await requeue(stack, user, project["first"]["id"])
+    final = await wait_for_build(stack.http, user.headers, build["id"])
+    return final, await until_states(github, project, project["first"]["commitHash"], 3)
+
+
 async def workflow_closed(stack: Stack, build_id: int, timeout: float = 60) -> list[str]:
     """Wait until the build's workflow has ended: the activities its history scheduled."""
     client = await Client.connect(stack.settings.temporal_address)
@@ -146,11 +156,9 @@ async def test_github_gets_pending_pending_then_success_for_the_builds_commit(
     assert NOTICE_ACTIVITIES.isdisjoint(await workflow_closed(stack, project["first"]["id"]))
     assert statuses(github, project, commit) == []
 
-    build = await requeue(stack, user, project["first"]["id"])
-    final = await wait_for_build(stack.http, user.headers, build["id"])
-    sent = await until_states(github, project, commit, 3)
+    build, sent = await build_with_statuses(stack, user, github, project)
 
-    assert (final["status"], final["exitCode"]) == ("passed", 0)
+    assert (build["status"], build["exitCode"]) == ("passed", 0)
     assert states(sent) == ["pending", "pending", "success"]
     for request in sent:
         body = request.json()
@@ -172,14 +180,11 @@ async def test_a_failing_build_is_a_failure_and_github_failing_at_first_is_retri
 ) -> None:
     user = await stack.register()
     project = await github_project(stack, user, "exit 3")
-    commit = project["first"]["commitHash"]
     github.fail_next(2)  # the first two tries of `queued` get a 500
 
-    build = await requeue(stack, user, project["first"]["id"])
-    final = await wait_for_build(stack.http, user.headers, build["id"])
-    sent = await until_states(github, project, commit, 3)
+    build, sent = await build_with_statuses(stack, user, github, project)
 
-    assert (final["status"], final["exitCode"]) == ("failed", 3)
+    assert (build["status"], build["exitCode"]) == ("failed", 3)
     assert [r.status for r in sent] == [500, 500, 201, 201, 201]
     assert [r.json()["state"] for r in sent] == ["pending"] * 4 + ["failure"]
     assert states(sent) == ["pending", "pending", "failure"]
@@ -229,9 +234,7 @@ async def test_the_github_token_is_nowhere_but_the_authorization_header(
     user = await stack.register()
     project = await github_project(stack, user, "env | sort; echo done")
     async with connected(stack, user) as recorder:
-        build = await requeue(stack, user, project["first"]["id"])
-        await wait_for_build(stack.http, user.headers, build["id"])
-        await until_states(github, project, project["first"]["commitHash"], 3)
+        build, _sent = await build_with_statuses(stack, user, github, project)
         await workflow_closed(stack, build["id"])
         log = await stack.logs(user, build["id"])
         await eventually(lambda: holds(any(e == "buildLog" for e, _ in recorder.events)))
