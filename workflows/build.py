@@ -216,7 +216,8 @@ class BuildWorkflow:
                     summary="look up notices",
                 )
             )
-        except ActivityError:  # no notices, rather than no build
+        # A local activity's failure arrives as its ApplicationError, not wrapped.
+        except (ActivityError, ApplicationError):  # no notices, rather than no build
             workflow.logger.warning("could not look up the notices of build %s", build_id)
 
     def _notify(self, event: BuildStatus, exit_code: int | None = None) -> None:

@@ -56,8 +56,9 @@ class Script:
     runs: list[Step] = field(default_factory=lambda: [RunResult(exit_code=0)])
     # finish_build, per build id: the builds to wake.
     wakes: dict[int, list[int]] = field(default_factory=dict)
-    # notify_plan: what every build's project has configured (default: nothing).
-    plan: NotifyPlan = field(default_factory=NotifyPlan)
+    # notify_plan: what every build's project has configured (default: nothing), or an
+    # exception it raises (the database is away).
+    plan: NotifyPlan | BaseException = field(default_factory=NotifyPlan)
     # send_github_status / send_hook: how many attempts of each notice fail (a 5xx) before
     # one gets through; None: the receiver refuses every notice for good (non-retryable).
     notice_failures: int | None = 0
@@ -152,6 +153,8 @@ class Fakes:
 
     @activity.defn(name="notify_plan")
     async def notify_plan(self, build_id: int) -> NotifyPlan:
+        if isinstance(self.script.plan, BaseException):
+            raise self.script.plan
         return self.script.plan
 
     # The notices (on the workflow's queue).

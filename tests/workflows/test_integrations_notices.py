@@ -105,3 +105,13 @@ async def test_a_project_with_nothing_configured_schedules_no_notice(kiln: Kiln)
 
     assert scheduled_activities(await history(handle)) == ["execute_build", "cleanup_build"]
     assert kiln.fakes.notice_attempts == []
+
+
+async def test_a_build_whose_notices_cannot_be_looked_up_still_runs_without_them(
+    kiln: Kiln,
+) -> None:
+    kiln.fakes.script.plan = RuntimeError("the database is away")
+
+    assert await kiln.result(await kiln.start(1), timeout=30) == PASSED
+
+    assert kiln.fakes.notice_attempts == []
