@@ -10,6 +10,7 @@ so a DNS answer that changes between the check and the connection cannot point i
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
@@ -21,6 +22,9 @@ from kiln.repos import RepoForbidden, RepoRefused, check_repo_url
 # Every call ends within this, whatever the server does (a trickle of bytes included).
 REQUEST_SECONDS = 10.0
 USER_AGENT = "Kiln"
+# httpx logs each request's URL at INFO, and a hook's URL is often a secret itself (Slack and
+# Discord incoming webhooks are): keep it out of the server's log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class OutboundRefused(PermanentError):

@@ -282,12 +282,15 @@ async def hooked_project(
 
 
 async def test_a_hook_gets_its_events_signed_in_order_retried_when_it_fails(
-    stack: Stack,
+    stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     user = await stack.register()
+    # Like a Slack or Discord incoming webhook, the URL's path is a secret of its own.
+    path = "/services/T0SECRET/B0SECRET/XyZsecretPathPart"
     with Receiver(status=200, fail_first=2) as receiver:
         created, (secret,) = await hooked_project(
-            stack, user, "echo ok", [(receiver.url + "/kiln", ["running", "passed"])]
+            stack, user, "echo ok", [(receiver.url + path, ["running", "passed"])]
         )
         build = await requeue(stack, user, created["build"]["id"])
         final = await wait_for_build(stack.http, user.headers, build["id"])
@@ -301,7 +304,7 @@ async def test_a_hook_gets_its_events_signed_in_order_retried_when_it_fails(
     for request in got:
         expected = "sha256=" + hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
         assert request.headers["x-kiln-signature-256"] == expected
-        assert request.path == "/kiln"
+        assert request.path == path
     passed = delivered[-1].json()
     assert set(passed) == {"event", "build", "project", "url", "text"}
     assert passed["build"]["id"] == build["id"]
@@ -309,6 +312,8 @@ async def test_a_hook_gets_its_events_signed_in_order_retried_when_it_fails(
     assert passed["project"]["id"] == created["project"]["id"]
     assert passed["url"] == f"{PUBLIC_URL}/builds/{build['id']}"
     assert passed["text"] == f"app #{build['id']}: The build passed {passed['url']}"
+    assert "XyZsecretPathPart" not in caplog.text, "the hook's URL is in the server's log"
+    assert secret not in caplog.text
 
 
 async def test_dead_and_refusing_hooks_never_change_the_build_and_others_still_get_theirs(
