@@ -68,7 +68,7 @@ async def stack(
 @pytest.fixture(autouse=True)
 def github_answers_201(github: Receiver) -> Iterator[None]:
     yield
-    github.status = 201
+    github.status, github.delay = 201, 0.0
 
 
 async def ready_project(stack: Stack, user: User, repo_url: str, command: str) -> dict[str, Any]:
@@ -225,6 +225,22 @@ async def test_github_refusing_the_token_changes_nothing_and_is_not_retried(
     # One try per notice: a 401 cannot get better.
     assert [r.status for r in statuses(github, project, commit)] == [401, 401, 401]
     assert await stack.logs(user, build["id"]) == "fine\n"
+
+
+async def test_a_slow_github_never_holds_the_build_up(stack: Stack, github: Receiver) -> None:
+    user = await stack.register()
+    project = await github_project(stack, user, "echo quick")
+    github.delay = 2.0  # each status takes 2 s to be answered
+
+    build = await requeue(stack, user, project["first"]["id"])
+    final = await wait_for_build(stack.http, user.headers, build["id"])
+    answered_by_then = len(statuses(github, project, project["first"]["commitHash"]))
+    sent = await until_states(github, project, project["first"]["commitHash"], 3)
+
+    # The build was over while its statuses were still on their way, in order.
+    assert final["status"] == "passed"
+    assert answered_by_then < 3
+    assert states(sent) == ["pending", "pending", "success"]
 
 
 async def test_the_github_token_is_nowhere_but_the_authorization_header(
