@@ -125,8 +125,7 @@ async def _read_load(deployment: Deployment, build_id: int, scale: Scale) -> lis
     from api.security import create_token
 
     token = create_token(owner_id, deployment.settings.jwt_secret, 3600)
-    tree = process_tree_rss(_pid(deployment.api.process))
-    processes = max(1, len(tree) - 1) if len(tree) > 1 else 1  # uvicorn's workers, not its master
+    processes = deployment.settings.api_workers  # the ceiling gets as many
     return await asyncio.to_thread(
         read_figures,
         f"{deployment.base_url}/api/build/{build_id}",
