@@ -15,8 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,8 +23,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from kiln.crypto import generate_key
-from testbed.git_server import GitServer
-from testbed.stack import Stack, User, eventually, running_stack, stack_settings
+from testbed.stack import Stack, User, eventually
 from tests.e2e.test_secrets_builds import assert_nowhere, history_texts
 from tests.support.helpers import PROJECTS, connected, holds, new_repo, requeue, wait_for_build
 from tests.support.receiver import Received, Receiver
@@ -45,24 +43,9 @@ def github() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-async def stack(
-    db_url: str,
-    temporal_address: str,
-    git_server: GitServer,
-    busybox: str,
-    github: Receiver,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Stack]:
-    workspace: Path = tmp_path_factory.mktemp("workspaces")
-    settings = stack_settings(db_url, temporal_address, workspace).model_copy(
-        update={
-            "secrets_key": generate_key(),
-            "github_api_url": github.url,
-            "public_url": PUBLIC_URL,
-        }
-    )
-    async with running_stack(settings, git_server, busybox) as running:
-        yield running
+def stack_changes(github: Receiver) -> dict[str, Any]:
+    """A Kiln with a secrets key, posting statuses to the stand-in, linking to PUBLIC_URL."""
+    return {"secrets_key": generate_key(), "github_api_url": github.url, "public_url": PUBLIC_URL}
 
 
 @pytest.fixture(autouse=True)
