@@ -55,6 +55,8 @@ def check_hook_url(url: str, *, allow_local: bool) -> None:
     """InvalidHook saying why Kiln would not POST to `url`."""
     if len(url) > MAX_URL:
         raise InvalidHook(f"url may be at most {MAX_URL} characters")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise InvalidHook("url may not contain spaces or control characters")
     try:
         check_url(url, allow_local=allow_local)
     except (OutboundRefused, OutboundFailed) as exc:

@@ -113,11 +113,12 @@ async def test_a_github_token_is_set_shown_only_as_a_flag_and_removed(api: Api) 
         ({"token": ""}, "token"),
         ({"token": "with space"}, "spaces or control characters"),
         ({"token": "tab\there"}, "spaces or control characters"),
+        ({"token": "nul\u0000here"}, "spaces or control characters"),
         ({"token": "x" * 4097}, "token"),
         ({"token": 12}, "token"),
         ({"token": TOKEN, "extra": 1}, "Extra inputs"),
     ],
-    ids=["missing", "empty", "space", "control", "too-long", "not-a-string", "extra-field"],
+    ids=["missing", "empty", "space", "tab", "nul", "too-long", "not-a-string", "extra-field"],
 )
 async def test_a_bad_github_token_is_a_400_that_changes_nothing(
     api: Api, body: dict[str, Any], says: str
@@ -182,6 +183,13 @@ async def test_a_hook_is_created_with_its_secret_shown_once_listed_without_it_an
         ({"url": "http://[::1]/hook", "events": ["failed"]}, "local or private"),
         ({"url": "http://localhost/hook", "events": ["failed"]}, "local or private"),
         ({"url": HOOK_URL + "x" * 2000, "events": ["failed"]}, "url"),
+        ({"url": "https://93.184.216.34/a\u0000b", "events": ["failed"]}, "control characters"),
+        ({"url": "https://93.184.216.34/a b", "events": ["failed"]}, "spaces"),
+        ({"url": "https://exa\u0000mple.com/", "events": ["failed"]}, "control characters"),
+        ({"url": "https://[::1/", "events": ["failed"]}, "url"),
+        ({"url": "https://93.184.216.34:99999/", "events": ["failed"]}, "url"),
+        ({"url": HOOK_URL, "events": ["failed", 3]}, "events"),
+        ({"url": HOOK_URL, "events": ["failed", "passed", "canceled", "running", "x"]}, "events"),
         ({"url": HOOK_URL, "events": ["failed"], "secret": "mine"}, "Extra inputs"),
     ],
     ids=lambda value: str(value)[:40] if isinstance(value, dict) else "",
