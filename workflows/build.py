@@ -261,8 +261,10 @@ class BuildWorkflow:
 
         self._chains[target] = asyncio.create_task(send())
 
-    async def _drain_notices(self) -> None:
-        """Wait (bounded) for the notices still under way: a closed workflow's are lost."""
+    async def _drain_notices(self, *, recorded: bool = True) -> None:
+        """Wait (bounded) for the notices still under way: a closed workflow's are lost. Once
+        the outcome is `recorded`, a cancel only stops the wait: the workflow still ends with
+        the build's own outcome."""
         if not self._chains or all(chain.done() for chain in self._chains.values()):
             return
         try:
@@ -273,6 +275,10 @@ class BuildWorkflow:
             )
         except TimeoutError:
             workflow.logger.warning("gave up waiting for the notices of build %s", self._build_id)
+        except asyncio.CancelledError:
+            if not recorded:
+                raise
+            workflow.logger.info("stopped waiting for the notices of build %s", self._build_id)
 
     async def _wait_for_slot(self, request: BuildInput) -> bool:
         """True once the build holds a slot; False when it is already final (nothing to do).
@@ -307,7 +313,7 @@ class BuildWorkflow:
                 )
             except TimeoutError:  # no signal came: look again anyway
                 pass
-        await self._drain_notices()  # the next run cannot hear back from this run's
+        await self._drain_notices(recorded=False)  # the next run cannot hear back from these
         workflow.continue_as_new(request)
 
     async def _run_on_a_host(self, request: BuildInput) -> tuple[BuildOutcome, str | None]:

@@ -5,10 +5,12 @@ nothing configured gets no notice activity at all."""
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import EventType
+
 from kiln.contracts import BuildOutcome, RunResult
 from kiln.models import BuildStatus
 from kiln.notifications import HookPlan, NotifyPlan
-from tests.workflows.conftest import Kiln, history, scheduled_activities
+from tests.workflows.conftest import Kiln, history, scheduled_activities, until_event
 from tests.workflows.fakes import BLOCK, Sent
 
 PASSED = BuildOutcome(1, BuildStatus.PASSED, exit_code=0)
@@ -82,6 +84,22 @@ async def test_a_slow_receiver_never_holds_the_build_up(kiln: Kiln) -> None:
     assert sent_to(kiln, "github") == []
     assert await kiln.result(handle, timeout=20) == PASSED
     assert sent_to(kiln, "github") == ["queued", "running", "passed"]
+
+
+async def test_a_cancel_while_notices_are_still_out_ends_with_the_builds_own_outcome(
+    kiln: Kiln,
+) -> None:
+    kiln.fakes.script.plan = NotifyPlan(github=True)
+    kiln.fakes.script.notice_seconds = 1.5
+    handle = await kiln.start(1)
+    # Recorded and cleaned up: the workflow now waits for its notices (a timer bounds it).
+    await until_event(handle, EventType.EVENT_TYPE_TIMER_STARTED)
+    assert kiln.fakes.outcomes == [PASSED] and kiln.fakes.cleanups
+
+    await handle.cancel()  # e.g. the project is being deleted
+
+    assert await kiln.result(handle, timeout=20) == PASSED
+    assert kiln.fakes.outcomes == [PASSED]
 
 
 async def test_a_canceled_build_notifies_canceled_after_running(kiln: Kiln) -> None:
