@@ -7,7 +7,11 @@ from pathlib import Path
 
 def _children(pid: int) -> list[int]:
     found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    except OSError:  # the process has just exited
+        return found
+    for task in tasks:
         try:
             found += [int(child) for child in task.read_text().split()]
         except OSError:
