@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas import WHITE_SPACE
 from kiln.github_status import MAX_TOKEN
 from kiln.hooks import HOOK_EVENTS, MAX_URL
+
+# What the checks in kiln.github_status and kiln.hooks take, stated in the schema (the checks
+# give the 400's words): a token of printable characters, no space; an http(s) URL without
+# white space or control characters; events known, without repeats.
+TOKEN_PATTERN = r"^[^\x00-\x20\x7f]+$"
+URL_PATTERN = rf"^[hH][tT][tT][pP][sS]?://[^{WHITE_SPACE}\x00-\x1f\x7f]*$"
 
 
 class _Exact(BaseModel):
@@ -20,6 +27,7 @@ class GithubTokenIn(_Exact):
         min_length=1,
         max_length=MAX_TOKEN,
         description="A token that may write commit statuses (never shown again)",
+        json_schema_extra={"pattern": TOKEN_PATTERN},
     )
 
 
@@ -30,9 +38,20 @@ class GithubTokenAnswer(BaseModel):
 
 
 class HookIn(_Exact):
-    url: str = Field(min_length=1, max_length=MAX_URL, description="An http(s) URL")
+    url: str = Field(
+        min_length=1,
+        max_length=MAX_URL,
+        description="An http(s) URL",
+        json_schema_extra={"pattern": URL_PATTERN},
+    )
     events: list[str] = Field(
-        min_length=1, max_length=len(HOOK_EVENTS), description=f"Some of {', '.join(HOOK_EVENTS)}"
+        min_length=1,
+        max_length=len(HOOK_EVENTS),
+        description=f"Some of {', '.join(HOOK_EVENTS)}",
+        json_schema_extra={
+            "items": {"type": "string", "enum": list(HOOK_EVENTS)},
+            "uniqueItems": True,
+        },
     )
 
 
