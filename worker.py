@@ -52,7 +52,8 @@ from kiln.metrics import BuildMetrics, WorkerMetrics, new_registry, serve_metric
 from kiln.network import BuildNetworkError, ProtectedNetwork
 from kiln.notifications import Notifier
 from kiln.quotas import UserLimits
-from kiln.secrets import SecretsKeyError, require_secrets_key
+from kiln.sealed import require_secrets_key
+from kiln.secrets import SecretsKeyError
 from kiln.settings import Settings, get_settings
 from kiln.sweep import sweep_host
 from kiln.visibility import BuildVisibility

@@ -39,7 +39,7 @@ from api.trusted_hosts import TrustedHosts, allowed_host_names
 from api.web import mount_dashboard
 from kiln.db import make_engine, make_session_factory
 from kiln.metrics import BuildCounts, BuildMetrics, new_registry
-from kiln.secrets import require_secrets_key
+from kiln.sealed import require_secrets_key
 from kiln.settings import Settings, get_settings
 from kiln.visibility import BuildVisibility
 from workflows.client import TemporalWorkflows, Workflows

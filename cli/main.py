@@ -109,12 +109,15 @@ def cmd_worker() -> None:
 
 def cmd_rotate_secrets() -> None:
     from kiln.db import make_engine, make_session_factory
-    from kiln.secrets import SecretStore
+    from kiln.sealed import rotate_secrets
 
     settings = get_settings()
     sessions = make_session_factory(make_engine(settings.database_url))
-    count = SecretStore.from_settings(sessions, settings).rotate()
-    print(f"kiln: {count} secrets and credentials re-encrypted with the first KILN_SECRETS_KEY")
+    count = rotate_secrets(sessions, settings)
+    print(
+        f"kiln: {count} secrets, credentials, GitHub tokens and hook secrets re-encrypted "
+        "with the first KILN_SECRETS_KEY"
+    )
 
 
 def cmd_dev() -> None:

@@ -169,6 +169,20 @@ class GithubTokens:
     def open(self, project_id: int, sealed: str) -> str:
         return self._box.open(sealed, token_context(project_id))
 
+    def check_key(self) -> bool:
+        """Whether any project has a token, the key opening one of them (SecretsUnavailable
+        without a key, UnreadableSecret when it opens none)."""
+        with self._sessions() as session:
+            row = session.execute(
+                select(Project.id, Project.github_token)
+                .where(Project.github_token.is_not(None))
+                .limit(1)
+            ).one_or_none()
+        if row is None or row[1] is None:
+            return False
+        self.open(row[0], row[1])
+        return True
+
     def rotate(self) -> int:
         """Re-seal every token with the newest key (as SecretStore.rotate does for secrets)."""
         with self._sessions.begin() as session:

@@ -157,6 +157,16 @@ class HookService:
     def open_secret(self, hook: ProjectHook) -> str:
         return self._box.open(hook.sealed_secret, secret_context(hook.project_id, hook.id))
 
+    def check_key(self) -> bool:
+        """Whether any hook exists, the key opening one's secret (SecretsUnavailable without a
+        key, UnreadableSecret when it opens none)."""
+        with self._sessions() as session:
+            hook = session.scalar(select(ProjectHook).limit(1))
+            if hook is None:
+                return False
+            self.open_secret(hook)
+            return True
+
     def rotate(self) -> int:
         """Re-seal every hook secret with the newest key (as SecretStore.rotate does)."""
         with self._sessions.begin() as session:

@@ -25,10 +25,9 @@ from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import OperationalError
 
 from kiln.access import owned_project
-from kiln.crypto import InvalidSecretsKey, SecretBox, SecretsUnavailable, UnreadableSecret
+from kiln.crypto import SecretBox, SecretsUnavailable, UnreadableSecret
 from kiln.db import SessionFactory
 from kiln.errors import NotFound, PermanentError, RequestError
 from kiln.git import Credentials
@@ -49,7 +48,6 @@ __all__ = [
     "check_env",
     "check_name",
     "check_value",
-    "require_secrets_key",
     "split_credentials",
 ]
 
@@ -363,23 +361,16 @@ class SecretStore:
                 is not None
             )
 
-    def require_key(self) -> None:
-        """At start-up of the API and of a worker: SecretsUnavailable (with a message for the
-        operator) when secrets exist and there is no key, UnreadableSecret when the key opens
-        none of them."""
+    def check_key(self) -> bool:
+        """Whether any project has a secret or git credentials, the key opening one of them
+        (SecretsUnavailable without a key, UnreadableSecret when it opens none)."""
         if not self.in_use():
-            return
-        if not self._box.available:
-            raise SecretsUnavailable(
-                "projects have secrets or git credentials, but KILN_SECRETS_KEY is not set: set "
-                "it to the key they were stored with (`kiln dev` keeps its own in "
-                ".kiln/secrets_key)"
-            )
+            return False
         with self._sessions() as session:
             secret = session.scalar(select(ProjectSecret).limit(1))
             if secret is not None:
                 self._box.open(secret.sealed, _secret_context(secret.project_id, secret.name))
-                return
+                return True
             row = session.execute(
                 select(PROJECT_SECRETS.c.id, PROJECT_SECRETS.c.git_credentials)
                 .where(PROJECT_SECRETS.c.git_credentials.is_not(None))
@@ -387,6 +378,7 @@ class SecretStore:
             ).one_or_none()
         if row is not None and row[1] is not None:
             self._open_credentials(row[0], row[1])
+        return True
 
     def rotate(self) -> int:
         """Re-seal every stored value with the newest key (the first of KILN_SECRETS_KEY), so
@@ -409,20 +401,3 @@ class SecretStore:
                 )
                 count += 1
         return count
-
-
-def require_secrets_key(sessions: SessionFactory, settings: Settings) -> None:
-    """At start-up of the API and of each worker: SecretsKeyError, with a message for the
-    operator, when KILN_SECRETS_KEY is malformed, or missing or wrong while projects have
-    secrets or git credentials. A database that cannot be reached yet is no reason to refuse
-    (builds then fail with a clear reason if the key is missing)."""
-    try:
-        store = SecretStore.from_settings(sessions, settings)
-    except InvalidSecretsKey as exc:
-        raise SecretsKeyError(str(exc)) from None
-    try:
-        store.require_key()
-    except (SecretsUnavailable, UnreadableSecret) as exc:
-        raise SecretsKeyError(str(exc)) from None
-    except OperationalError:
-        log.warning("could not check KILN_SECRETS_KEY: the database is unreachable")

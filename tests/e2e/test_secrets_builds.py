@@ -17,7 +17,8 @@ import pytest
 from temporalio.client import Client
 
 from kiln.crypto import SecretBox, SecretsUnavailable, UnreadableSecret, generate_key
-from kiln.secrets import SecretsKeyError, SecretStore, require_secrets_key
+from kiln.sealed import require_secrets_key
+from kiln.secrets import SecretsKeyError, SecretStore
 from testbed.stack import SocketRecorder, Stack, User, eventually
 from tests.support.helpers import PROJECTS, connected, last_line, new_repo
 from workflows.ids import workflow_id
