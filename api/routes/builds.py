@@ -14,6 +14,7 @@ from kiln.access import owned_build
 from kiln.contracts import BuildOutcome, Trigger
 from kiln.db import mark_reads_only
 from kiln.logs import read_log
+from kiln.models import BuildStatus
 from kiln.records import build_record, project_summary, queue_positions
 from workflows.client import WorkflowsUnavailable, settle
 
@@ -80,7 +81,9 @@ async def cancel(
 )
 def get_build(build_id: BuildId, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
     build = owned_build(session, build_id, user.id)
-    positions = queue_positions(session, [build.project_id])
+    # Only a queued build has a place in its queue: spare the others the query (the hot path).
+    queued = build.status is BuildStatus.QUEUED
+    positions = queue_positions(session, [build.project_id]) if queued else {}
     record = build_record(build, positions) | {"project": project_summary(build.project)}
     return {"message": "Build fetched", "build": record}
 
