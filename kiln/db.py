@@ -37,12 +37,6 @@ def reads_only() -> Iterator[None]:
         _READS_ONLY.reset(token)
 
 
-def mark_reads_only() -> None:
-    """`reads_only` for the rest of the current context (a request's dependencies: FastAPI runs
-    the route's sync parts in copies of the context this is set in)."""
-    _READS_ONLY.set(True)
-
-
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -12,7 +13,7 @@ from api.queueing import start_builds, write_builds
 from api.schemas import BuildAnswer, BuildFetched, BuildLogs, errors
 from kiln.access import owned_build
 from kiln.contracts import BuildOutcome, Trigger
-from kiln.db import mark_reads_only
+from kiln.db import reads_only
 from kiln.logs import read_log
 from kiln.models import BuildStatus
 from kiln.records import build_record, project_summary, queue_positions
@@ -22,10 +23,12 @@ router = APIRouter(prefix="/api/build", tags=["builds"])
 OWNED = (400, 401, 403, 404)
 
 
-async def _reads_only() -> None:
+async def _reads_only() -> AsyncIterator[None]:
     """The route only reads (the caller's lookup included): on SQLite its transactions take no
-    write lock. Async, so it runs first, in the context the route's sync parts copy."""
-    mark_reads_only()
+    write lock. Async, so it runs in the request's own context, which the route's sync parts
+    copy; undone when the request ends (an in-process caller shares that context)."""
+    with reads_only():
+        yield
 
 
 # Route dependencies are solved before the route's own (the caller's session among them).
