@@ -37,7 +37,7 @@ from api.schemas import ERROR_TEXT, ErrorBody
 from api.sockets import SocketManager, create_socket_server
 from api.trusted_hosts import TrustedHosts, allowed_host_names
 from api.web import mount_dashboard
-from kiln.db import make_engine, make_session_factory
+from kiln.db import SessionFactory, make_engine, make_session_factory
 from kiln.metrics import BuildCounts, BuildMetrics, new_registry
 from kiln.sealed import require_secrets_key
 from kiln.settings import Settings, get_settings
@@ -63,15 +63,22 @@ async def connect_temporal(settings: Settings) -> Client:
     raise AssertionError("unreachable")
 
 
+def check_startup(settings: Settings, sessions: SessionFactory) -> None:
+    """What the API refuses to start without, as a RuntimeError saying why: a JWT secret, and
+    the KILN_SECRETS_KEY of what is sealed. `kiln api` checks it before it starts its worker
+    processes too (a worker that fails to start would only be started again)."""
+    if not settings.jwt_secret:
+        raise RuntimeError("KILN_JWT_SECRET is not set: the API refuses to start without it")
+    require_secrets_key(sessions, settings)  # SecretsKeyError (a RuntimeError) says why
+
+
 def create_app(settings: Settings | None = None, workflows: Workflows | None = None) -> Any:
     """The ASGI app: REST and Socket.io. Without `workflows` it connects to Temporal at start
     (tests of the API hand in a fake)."""
     settings = settings or get_settings()
-    if not settings.jwt_secret:
-        raise RuntimeError("KILN_JWT_SECRET is not set: the API refuses to start without it")
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine, workflow_id_prefix=settings.workflow_id_prefix)
-    require_secrets_key(sessions, settings)  # SecretsKeyError (a RuntimeError) says why
+    check_startup(settings, sessions)
     registry = new_registry()
     metrics = ApiMetrics(registry)
     BuildMetrics(registry).watch(sessions)

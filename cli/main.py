@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Any
 
-from kiln.settings import get_settings
+from kiln.settings import Settings, get_settings
 
 
 def cmd_migrate() -> None:
@@ -63,6 +63,7 @@ def cmd_api() -> None:
     if settings.api_workers == 1:
         uvicorn.run(api_app(), log_level="info", **options)
         return
+    _check_api_startup(settings)
     uvicorn.run(
         "cli.main:api_worker_app",
         factory=True,
@@ -70,6 +71,19 @@ def cmd_api() -> None:
         log_level="info",
         **options,
     )
+
+
+def _check_api_startup(settings: Settings) -> None:
+    """Refuse here what every API process would refuse (uvicorn would start them again and
+    again), then let go of the database."""
+    from api.main import check_startup
+    from kiln.db import make_engine, make_session_factory
+
+    engine = make_engine(settings.database_url)
+    try:
+        check_startup(settings, make_session_factory(engine))
+    finally:
+        engine.dispose()
 
 
 def api_app() -> Any:
