@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request
 from pydantic import BeforeValidator
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.security import InvalidToken, MissingSubject, user_id_from_token
 from kiln.builds import BuildService
@@ -23,12 +24,14 @@ from kiln.webhooks import WebhookService
 from workflows.client import Workflows
 
 
-def get_settings_dep(request: Request) -> Settings:
+# The accessors below are `async` only so that FastAPI runs them on the event loop: a plain
+# `def` dependency costs a trip through the thread pool on every request.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_sessions(request: Request) -> SessionFactory:
+async def get_sessions(request: Request) -> SessionFactory:
     sessions: SessionFactory = request.app.state.sessions
     return sessions
 
@@ -38,7 +41,7 @@ def get_session(sessions: Annotated[SessionFactory, Depends(get_sessions)]) -> I
         yield session
 
 
-def get_workflows(request: Request) -> Workflows:
+async def get_workflows(request: Request) -> Workflows:
     workflows: Workflows = request.app.state.workflows
     return workflows
 
@@ -82,6 +85,7 @@ def get_webhooks(
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
+SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
 WorkflowsDep = Annotated[Workflows, Depends(get_workflows)]
 BuildsDep = Annotated[BuildService, Depends(get_builds)]
 ProjectsDep = Annotated[ProjectService, Depends(get_projects)]
@@ -92,32 +96,35 @@ ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-def get_current_user(request: Request, settings: SettingsDep, session: SessionDep) -> User:
+async def get_current_user(request: Request, settings: SettingsDep) -> User:
     """The caller, from `Authorization: Bearer <token>`: 401 without a valid token, 400 for a
-    genuine token that names no user."""
+    genuine token that names no user. Found in one trip to the thread pool (the token check
+    and the user's row), with a session of its own that ends at once: on SQLite a writing
+    transaction holds the write lock, and the route's services open sessions of their own."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "Authorization token is missing", headers=UNAUTHORIZED)
-    token = token.strip()
+    sessions: SessionFactory = request.app.state.sessions
+    user = await run_in_threadpool(_caller, sessions, settings, token.strip())
+    if user is None:
+        raise HTTPException(401, "Authorization token is invalid", headers=UNAUTHORIZED)
+    return user
+
+
+def _caller(sessions: SessionFactory, settings: Settings, token: str) -> User | None:
     if looks_like_api_token(token):  # an API token (kiln_...) works wherever a login does
-        found = TokenService(get_sessions(request)).user_of(token)
-        user_id = found if found is not None else 0  # 0 names no user: a 401 below
+        user_id = TokenService(sessions).user_of(token) or 0  # 0 names no user: a 401
     else:
         try:
             user_id = user_id_from_token(token, settings.jwt_secret)
         except InvalidToken:
-            raise HTTPException(
-                401, "Authorization token is invalid", headers=UNAUTHORIZED
-            ) from None
+            return None
         except MissingSubject:
             raise HTTPException(400, "User ID is missing") from None
-    user = session.get(User, user_id) if user_id else None
-    # End the read at once: on SQLite every transaction holds the write lock (BEGIN
-    # IMMEDIATE), and the services the route calls next open sessions of their own.
-    session.commit()
-    if user is None:
-        raise HTTPException(401, "Authorization token is invalid", headers=UNAUTHORIZED)
-    return user
+    if not user_id:
+        return None
+    with sessions() as session:
+        return session.get(User, user_id)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
