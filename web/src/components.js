@@ -38,3 +38,27 @@ export function refreshTimes(root) {
     node.textContent = relative(node.dataset.relative);
   }
 }
+
+/** A status line under a form: a success line (role=status) or the API's message. */
+export function outcome() {
+  const slot = h("div.form-error", { "aria-live": "polite" });
+  return {
+    slot,
+    ok: (...content) => slot.replaceChildren(h("p.ok", { role: "status" }, ...content)),
+    failed: (error) => slot.replaceChildren(errorBox(error.message)),
+    reset: () => slot.replaceChildren(),
+  };
+}
+
+/** Run `action` with `button` disabled, reporting a failure to `status` (from `outcome`). */
+export async function submitting(button, status, action) {
+  status.reset();
+  button.disabled = true;
+  try {
+    await action();
+  } catch (error) {
+    status.failed(error);
+  } finally {
+    button.disabled = false;
+  }
+}

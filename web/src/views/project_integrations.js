@@ -2,32 +2,10 @@
 // (write-only) and notification hooks (a URL and the events it hears of; the signing secret is
 // shown once, when the hook is made). Every refusal shows the API's message.
 import { api } from "../api.js";
-import { copyButton, errorBox, when } from "../components.js";
+import { copyButton, outcome, submitting, when } from "../components.js";
 import { clear, field, h } from "../dom.js";
 
 const EVENTS = ["failed", "passed", "canceled", "running"];
-
-function outcome() {
-  const slot = h("div.form-error", { "aria-live": "polite" });
-  return {
-    slot,
-    ok: (...content) => slot.replaceChildren(h("p.ok", { role: "status" }, ...content)),
-    failed: (error) => slot.replaceChildren(errorBox(error.message)),
-    reset: () => slot.replaceChildren(),
-  };
-}
-
-async function submitting(button, status, action) {
-  status.reset();
-  button.disabled = true;
-  try {
-    await action();
-  } catch (error) {
-    status.failed(error);
-  } finally {
-    button.disabled = false;
-  }
-}
 
 function githubTokenForm(project) {
   let has = Boolean(project.hasGithubToken);

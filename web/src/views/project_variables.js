@@ -2,32 +2,8 @@
 // `env`), secrets (names only: a value is written once and never comes back) and git
 // credentials for a private repository (write-only). Every refusal shows the API's message.
 import { api } from "../api.js";
-import { errorBox, when } from "../components.js";
+import { outcome, submitting, when } from "../components.js";
 import { clear, field, h } from "../dom.js";
-
-/** A status line under a form: "Saved." or the API's message. */
-function outcome() {
-  const slot = h("div.form-error", { "aria-live": "polite" });
-  return {
-    slot,
-    ok: (text) => slot.replaceChildren(h("p.ok", { role: "status" }, text)),
-    failed: (error) => slot.replaceChildren(errorBox(error.message)),
-    reset: () => slot.replaceChildren(),
-  };
-}
-
-/** Run `action` with `button` disabled, reporting to `status`. */
-async function submitting(button, status, action) {
-  status.reset();
-  button.disabled = true;
-  try {
-    await action();
-  } catch (error) {
-    status.failed(error);
-  } finally {
-    button.disabled = false;
-  }
-}
 
 function variableRow(number, name = "", value = "") {
   const nameInput = h("input.var-name", { value: name, "aria-label": `Variable ${number} name`, spellcheck: "false", autocomplete: "off" });
