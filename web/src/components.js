@@ -62,3 +62,8 @@ export async function submitting(button, status, action) {
     button.disabled = false;
   }
 }
+
+/** One part of a settings card: its heading, then its content. */
+export function group(title, ...children) {
+  return h("div.settings-group", {}, h("h3", {}, title), ...children);
+}

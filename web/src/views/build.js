@@ -1,7 +1,7 @@
 // One build: its record, its live log, and the Rebuild / Cancel buttons.
 import { api } from "../api.js";
 import { errorBox, statusBadge, when } from "../components.js";
-import { clear, h } from "../dom.js";
+import { append, clear, h } from "../dom.js";
 import { duration, firstLine, isActive, shortHash } from "../format.js";
 import { LogView } from "../logview.js";
 
@@ -134,7 +134,7 @@ export async function buildView({ params, navigate }) {
         h("a", { href: `/projects/${project.id}`, "data-link": true }, project.name), " /"),
       h("h1", {}, statusBadge(build.status), ` Build #${build.id}`),
     );
-    clear(info).append(details(build, project), workflowLink());
+    append(clear(info), [details(build, project), workflowLink()]);
     cancel.hidden = !isActive(build.status);
   }
   render();

@@ -1,6 +1,6 @@
 // One project: its builds newest first (filter, load more, live), and its settings.
 import { api } from "../api.js";
-import { copyButton, errorBox, statusBadge, when } from "../components.js";
+import { copyButton, errorBox, group, statusBadge, when } from "../components.js";
 import { clear, field, h } from "../dom.js";
 import { STATUSES, duration, firstLine, shortHash } from "../format.js";
 import { integrationsSection } from "./project_integrations.js";
@@ -138,22 +138,25 @@ function settingsPanel(project, { navigate }) {
     "section.card.settings",
     { "aria-labelledby": "settings-title" },
     h("h2", { id: "settings-title" }, "Settings"),
-    form,
-    variablesSection(project),
-    integrationsSection(project),
-    h("h3", {}, "GitHub webhook"),
     h(
-      "p.hint",
+      "div.settings-groups",
       {},
-      "In the repository: Settings → Webhooks → Add webhook, content type application/json, just the push event.",
+      group("Limits", form),
+      variablesSection(project),
+      integrationsSection(project),
+      group(
+        "GitHub webhook",
+        h(
+          "p.hint",
+          {},
+          "In the repository: Settings → Webhooks → Add webhook, content type application/json, just the push event.",
+        ),
+        h("div.copy-row", {}, h("span.label", {}, "Payload URL"), h("code", {}, webhookUrl), copyButton("Copy URL", () => webhookUrl)),
+        h("div.copy-row", {}, h("span.label", {}, "Secret"), secret, reveal, copyButton("Copy secret", () => project.webhookSecret)),
+      ),
+      group("Recent deliveries", deliveriesList(project.id)),
+      group("Danger zone", remove, confirmSlot),
     ),
-    h("div.copy-row", {}, h("span.label", {}, "Payload URL"), h("code", {}, webhookUrl), copyButton("Copy URL", () => webhookUrl)),
-    h("div.copy-row", {}, h("span.label", {}, "Secret"), secret, reveal, copyButton("Copy secret", () => project.webhookSecret)),
-    h("h3", {}, "Recent deliveries"),
-    deliveriesList(project.id),
-    h("h3", {}, "Danger zone"),
-    remove,
-    confirmSlot,
   );
 }
 
@@ -219,19 +222,15 @@ export async function projectView({ params, navigate }) {
       h("code", {}, project.image),
     ),
     h(
-      "div.columns",
-      {},
-      h(
-        "section.card.history",
-        { "aria-labelledby": "builds-title" },
-        h("div.section-head", {}, h("h2", { id: "builds-title" }, "Builds"), filter),
-        problem,
-        list,
-        empty,
-        more,
-      ),
-      settingsPanel(project, { navigate }),
+      "section.card.history",
+      { "aria-labelledby": "builds-title" },
+      h("div.section-head", {}, h("h2", { id: "builds-title" }, "Builds"), filter),
+      problem,
+      list,
+      empty,
+      more,
     ),
+    settingsPanel(project, { navigate }),
   );
   return {
     node,

@@ -2,7 +2,7 @@
 // (write-only) and notification hooks (a URL and the events it hears of; the signing secret is
 // shown once, when the hook is made). Every refusal shows the API's message.
 import { api } from "../api.js";
-import { copyButton, outcome, submitting, when } from "../components.js";
+import { copyButton, group, outcome, submitting, when } from "../components.js";
 import { clear, field, h } from "../dom.js";
 
 const EVENTS = ["failed", "passed", "canceled", "running"];
@@ -113,7 +113,7 @@ function hooksForm(project) {
   return form;
 }
 
-/** The settings card's part for GitHub commit statuses and notification hooks. */
+/** The settings card's groups for GitHub commit statuses and notification hooks. */
 export function integrationsSection(project) {
-  return [h("h3", {}, "GitHub commit statuses"), githubTokenForm(project), h("h3", {}, "Notifications"), hooksForm(project)];
+  return [group("GitHub commit statuses", githubTokenForm(project)), group("Notifications", hooksForm(project))];
 }

@@ -2,7 +2,7 @@
 // `env`), secrets (names only: a value is written once and never comes back) and git
 // credentials for a private repository (write-only). Every refusal shows the API's message.
 import { api } from "../api.js";
-import { outcome, submitting, when } from "../components.js";
+import { group, outcome, submitting, when } from "../components.js";
 import { clear, field, h } from "../dom.js";
 
 function variableRow(number, name = "", value = "") {
@@ -144,14 +144,11 @@ function credentialsForm(project) {
   return form;
 }
 
-/** The settings card's part for variables, secrets and git credentials. */
+/** The settings card's groups for variables, secrets and git credentials. */
 export function variablesSection(project) {
   return [
-    h("h3", {}, "Variables"),
-    variablesForm(project),
-    h("h3", {}, "Secrets"),
-    secretsForm(project),
-    h("h3", {}, "Private repository"),
-    credentialsForm(project),
+    group("Variables", variablesForm(project)),
+    group("Secrets", secretsForm(project)),
+    group("Private repository", credentialsForm(project)),
   ];
 }
