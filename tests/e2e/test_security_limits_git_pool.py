@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Coroutine
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from testbed.git_server import GitServer
-from testbed.stack import Stack, running_stack, stack_settings
+from testbed.stack import Stack
 from tests.support.helpers import PROJECTS, assert_error, new_repo
 
 STALL_SECONDS = 4
@@ -31,19 +29,14 @@ ATTACK = 45
 
 
 @pytest.fixture(scope="module")
-async def limited(
-    db_url: str,
-    temporal_address: str,
-    git_server: GitServer,
-    busybox: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Stack]:
-    workspace: Path = tmp_path_factory.mktemp("workspaces")
-    settings = stack_settings(db_url, temporal_address, workspace).model_copy(
-        update={"git_stall_seconds": STALL_SECONDS, "git_per_user": PER_USER, "git_pool_size": 4}
-    )
-    async with running_stack(settings, git_server, busybox) as running:
-        yield running
+def stack_changes() -> dict[str, Any]:
+    return {"git_stall_seconds": STALL_SECONDS, "git_per_user": PER_USER, "git_pool_size": 4}
+
+
+@pytest.fixture(scope="module")
+def limited(stack: Stack) -> Stack:
+    """The shared stack, with this module's limits."""
+    return stack
 
 
 @pytest.fixture

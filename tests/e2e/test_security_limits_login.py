@@ -15,13 +15,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from testbed.git_server import GitServer
-from testbed.stack import Stack, running_api, running_stack, stack_settings
+from testbed.stack import Stack, running_api
 from tests.support.helpers import assert_error
 
 PASSWORD = "correct horse battery"
@@ -31,19 +30,14 @@ WINDOW_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
-async def limited(
-    db_url: str,
-    temporal_address: str,
-    git_server: GitServer,
-    busybox: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Stack]:
-    workspace: Path = tmp_path_factory.mktemp("workspaces")
-    settings = stack_settings(db_url, temporal_address, workspace).model_copy(
-        update={"login_max_failures": MAX_FAILURES, "login_window_seconds": WINDOW_SECONDS}
-    )
-    async with running_stack(settings, git_server, busybox) as running:
-        yield running
+def stack_changes() -> dict[str, Any]:
+    return {"login_max_failures": MAX_FAILURES, "login_window_seconds": WINDOW_SECONDS}
+
+
+@pytest.fixture(scope="module")
+def limited(stack: Stack) -> Stack:
+    """The shared stack, with this module's limits."""
+    return stack
 
 
 @asynccontextmanager

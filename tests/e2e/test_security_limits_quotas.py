@@ -9,8 +9,6 @@ uses fresh users.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -19,8 +17,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from kiln.models import Build
-from testbed.git_server import GitServer
-from testbed.stack import Stack, User, eventually, running_stack, stack_settings
+from testbed.stack import Stack, User, eventually
 from tests.support.helpers import (
     PROJECTS,
     assert_cleaned_up,
@@ -52,23 +49,18 @@ def workflows(limited: Stack, temporal: Client) -> TemporalWorkflows:
 
 
 @pytest.fixture(scope="module")
-async def limited(
-    db_url: str,
-    temporal_address: str,
-    git_server: GitServer,
-    busybox: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Stack]:
-    workspace: Path = tmp_path_factory.mktemp("workspaces")
-    settings = stack_settings(db_url, temporal_address, workspace).model_copy(
-        update={
-            "max_projects_per_user": MAX_PROJECTS,
-            "max_queued_builds_per_user": MAX_QUEUED,
-            "max_running_builds_per_user": MAX_RUNNING,
-        }
-    )
-    async with running_stack(settings, git_server, busybox) as running:
-        yield running
+def stack_changes() -> dict[str, Any]:
+    return {
+        "max_projects_per_user": MAX_PROJECTS,
+        "max_queued_builds_per_user": MAX_QUEUED,
+        "max_running_builds_per_user": MAX_RUNNING,
+    }
+
+
+@pytest.fixture(scope="module")
+def limited(stack: Stack) -> Stack:
+    """The shared stack, with this module's limits."""
+    return stack
 
 
 async def create(stack: Stack, user: User, command: str = "true") -> Any:
