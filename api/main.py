@@ -35,11 +35,11 @@ from api.routes import (
 )
 from api.schemas import ERROR_TEXT, ErrorBody
 from api.sockets import SocketManager, create_socket_server
+from api.startup import check_startup
 from api.trusted_hosts import TrustedHosts, allowed_host_names
 from api.web import mount_dashboard
-from kiln.db import SessionFactory, make_engine, make_session_factory
+from kiln.db import make_engine, make_session_factory
 from kiln.metrics import BuildCounts, BuildMetrics, new_registry
-from kiln.sealed import require_secrets_key
 from kiln.settings import Settings, get_settings
 from kiln.visibility import BuildVisibility
 from workflows.client import TemporalWorkflows, Workflows
@@ -61,15 +61,6 @@ async def connect_temporal(settings: Settings) -> Client:
             log.warning("Temporal at %s not reachable yet (%s)", settings.temporal_address, exc)
             await asyncio.sleep(1)
     raise AssertionError("unreachable")
-
-
-def check_startup(settings: Settings, sessions: SessionFactory) -> None:
-    """What the API refuses to start without, as a RuntimeError saying why: a JWT secret, and
-    the KILN_SECRETS_KEY of what is sealed. `kiln api` checks it before it starts its worker
-    processes too (a worker that fails to start would only be started again)."""
-    if not settings.jwt_secret:
-        raise RuntimeError("KILN_JWT_SECRET is not set: the API refuses to start without it")
-    require_secrets_key(sessions, settings)  # SecretsKeyError (a RuntimeError) says why
 
 
 def create_app(settings: Settings | None = None, workflows: Workflows | None = None) -> Any:

@@ -76,7 +76,7 @@ def cmd_api() -> None:
 def _check_api_startup(settings: Settings) -> None:
     """Refuse here what every API process would refuse (uvicorn would start them again and
     again), then let go of the database."""
-    from api.main import check_startup
+    from api.startup import check_startup
     from kiln.db import make_engine, make_session_factory
 
     engine = make_engine(settings.database_url)
@@ -87,6 +87,9 @@ def _check_api_startup(settings: Settings) -> None:
 
 
 def api_app() -> Any:
+    from cli.lean_imports import import_socketio_server_only
+
+    import_socketio_server_only()
     from api.main import create_app
 
     return create_app(get_settings())

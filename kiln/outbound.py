@@ -14,8 +14,6 @@ import logging
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
-import httpx
-
 from kiln.errors import PermanentError, RetryableError
 from kiln.repos import RepoForbidden, RepoRefused, check_repo_url
 
@@ -84,6 +82,9 @@ async def post_json(
 ) -> Answer:
     """POST `body` (JSON) to `url` — to the pinned address when `pin` is given — following no
     redirect; OutboundFailed when no answer came within `timeout` seconds."""
+    # Imported here: only workers send, and the API process is spared httpx (about 4 MB).
+    import httpx
+
     direct, host_header, extensions = _pinned(url, pin)
     sent = {"Content-Type": "application/json", "User-Agent": USER_AGENT} | headers | host_header
     try:

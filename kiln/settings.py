@@ -41,9 +41,13 @@ class Settings(BaseSettings):
     # A stable id names this worker's host queue, so a restarted worker takes its own work back.
     worker_id: str = Field(default_factory=socket.gethostname)
     max_builds_per_host: int = Field(default=4, gt=0)
+    # How long a running build's host may go silent before Temporal counts it lost and retries
+    # the build (on the same host if it comes back, else elsewhere). Hosts heartbeat once a
+    # second, so 5 s rides out a few missed beats of a busy machine.
+    heartbeat_timeout_seconds: float = Field(default=5, ge=2)
     # How long a chosen host may take to pick a build up before another host is chosen. With
-    # the 10 s heartbeat timeout this bounds how soon a build of a host gone for good runs
-    # elsewhere (about 10 + 1 + this); a host that polls picks work up in milliseconds.
+    # the heartbeat timeout this bounds how soon a build of a host gone for good runs
+    # elsewhere (about 5 + 1 + this); a host that polls picks work up in milliseconds.
     host_pickup_seconds: float = Field(default=6, gt=0)
     # How often each worker sweeps its leftovers and settles builds whose workflow is gone.
     reconcile_seconds: float = Field(default=30, gt=0)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -51,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from kiln.notifications import GITHUB_TARGET, Notice, NotifyPlan, hook_target
     from workflows import visibility
     from workflows.ids import workflow_id
+    from workflows.interface import BUILD_WORKFLOW, SLOT_FREED_SIGNAL, BuildInput, BuildResult
 
 T = TypeVar("T")
 
@@ -91,32 +91,6 @@ NOTICE_BOUND = timedelta(minutes=2)
 NOTICES_DRAIN = timedelta(minutes=5)
 
 
-@dataclass(frozen=True)
-class BuildInput:
-    """The build, the deployment's id prefix, and the timers (short ones in tests)."""
-
-    build_id: int
-    # KILN_WORKFLOW_ID_PREFIX: the ids of the builds this one wakes carry it too.
-    id_prefix: str = ""
-    # How long a chosen host may take to pick the build up before another host is chosen.
-    host_pickup_seconds: float = 30.0
-    # A waiting build looks again this often even without a signal (a signal may be lost when
-    # the finishing workflow's worker dies between its status write and the signal).
-    slot_recheck_seconds: float = 30.0
-    # A waiting build continues as new after this many looks (about 100 minutes by default).
-    max_slot_checks: int = 200
-    heartbeat_timeout_seconds: float = 10.0
-    cleanup_pickup_seconds: float = 30.0
-    # For Temporal's UI: the commit and the head of the build command name the run step, and
-    # a continued run (which has no summary of its own) shows the start's in its details.
-    commit_hash: str = ""
-    command: str = ""
-    summary: str = ""
-
-
-BuildResult = BuildOutcome | Skipped
-
-
 def _reason(error: ActivityError) -> str:
     cause = error.cause
     if isinstance(cause, StepTimeout):
@@ -144,7 +118,7 @@ async def _cancellable(step: Awaitable[T]) -> T:
         raise
 
 
-@workflow.defn(name="BuildWorkflow")
+@workflow.defn(name=BUILD_WORKFLOW)
 class BuildWorkflow:
     def __init__(self) -> None:
         self._slot_freed = False
@@ -157,7 +131,7 @@ class BuildWorkflow:
         # Per target (GitHub, each hook): its newest notice, which first awaits the one before.
         self._chains: dict[str, asyncio.Task[None]] = {}
 
-    @workflow.signal(name="slot_freed")
+    @workflow.signal(name=SLOT_FREED_SIGNAL)
     def slot_freed(self) -> None:
         """A build of the project ended: look for a free slot now."""
         self._slot_freed = True

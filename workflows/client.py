@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -25,8 +25,8 @@ from kiln.builds import BuildService
 from kiln.contracts import BuildLabels, BuildOutcome, Trigger
 from kiln.settings import Settings
 from workflows import visibility
-from workflows.build import BuildInput, BuildResult, BuildWorkflow
 from workflows.ids import workflow_id
+from workflows.interface import BUILD_WORKFLOW, SLOT_FREED_SIGNAL, BuildInput, BuildResult
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class TemporalWorkflows:
             build_id,
             id_prefix=self._settings.workflow_id_prefix,
             host_pickup_seconds=self._settings.host_pickup_seconds,
+            heartbeat_timeout_seconds=self._settings.heartbeat_timeout_seconds,
             commit_hash=labels.commit_hash if labels else "",
             command=labels.command if labels else "",
             summary=summary,
@@ -126,7 +127,7 @@ class TemporalWorkflows:
         summary = visibility.summary(build_id, labels, trigger, rebuild_of)
         try:
             await self._client.start_workflow(
-                BuildWorkflow.run,
+                BUILD_WORKFLOW,
                 self.build_input(build_id, labels, summary),
                 id=self.workflow_id(build_id),
                 task_queue=self._settings.task_queue,
@@ -152,16 +153,18 @@ class TemporalWorkflows:
 
     async def wake(self, build_ids: list[int]) -> None:
         for build_id in build_ids:
-            handle = self._client.get_workflow_handle_for(
-                BuildWorkflow.run, self.workflow_id(build_id)
-            )
+            handle = self._client.get_workflow_handle(self.workflow_id(build_id))
             try:
-                await handle.signal(BuildWorkflow.slot_freed)
+                await handle.signal(SLOT_FREED_SIGNAL)
             except RPCError:
                 pass
 
     async def describe(self, build_id: int) -> BuildResult | Closed | None:
-        handle = self._client.get_workflow_handle_for(BuildWorkflow.run, self.workflow_id(build_id))
+        # The converter decodes a union of dataclasses; the stub asks for a plain type.
+        result_type: Any = BuildResult
+        handle = self._client.get_workflow_handle(
+            self.workflow_id(build_id), result_type=result_type
+        )
         try:
             status = (await handle.describe()).status
         except RPCError as exc:
@@ -171,7 +174,8 @@ class TemporalWorkflows:
         if status is None or status == WorkflowExecutionStatus.RUNNING:
             return None
         if status == WorkflowExecutionStatus.COMPLETED:
-            return await handle.result()
+            result: BuildResult = await handle.result()
+            return result
         return _CLOSED[status]
 
 

@@ -30,8 +30,8 @@ from kiln.models import Build, BuildStatus
 from kiln.settings import Settings
 from testbed.git_server import GitRepo, GitServer
 from tests.support.records import TIMESTAMP
-from workflows.build import BuildResult
 from workflows.client import Closed, WorkflowsUnavailable
+from workflows.interface import BuildResult
 
 PASSWORD = "correct horse battery"
 PROJECTS = "/api/project/projects"

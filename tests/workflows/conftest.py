@@ -29,8 +29,9 @@ from temporalio.worker import Worker
 
 from cli.temporal_server import temporal_binary
 from tests.workflows.fakes import WAIT_SECONDS, Fakes, Script
-from workflows.build import BuildInput, BuildResult, BuildWorkflow
+from workflows.build import BuildWorkflow
 from workflows.ids import workflow_id
+from workflows.interface import BuildInput, BuildResult
 from workflows.visibility import SEARCH_ATTRIBUTES
 
 BuildHandle = WorkflowHandle[BuildWorkflow, BuildResult]
