@@ -29,7 +29,7 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from kiln.db import SessionFactory
+from kiln.db import SessionFactory, reads_only
 from kiln.events import CHANNEL, catch_up, publish_message
 from kiln.models import SocketEvent, utcnow
 from kiln.wakeups import WakeupSocket
@@ -160,12 +160,14 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
             if wakeups is not None:
                 wakeups.close()
 
+    # The outbox is read after every commit that publishes (and by every API process): on
+    # SQLite these reads must not take the write lock the writers of builds wait for.
     def _newest_outbox_id(self) -> int:
-        with self._sessions() as session:
+        with reads_only(), self._sessions() as session:
             return session.scalar(select(func.max(SocketEvent.id))) or 0
 
     def _outbox_after(self, last_id: int) -> list[tuple[int, str, datetime]]:
-        with self._sessions() as session:
+        with reads_only(), self._sessions() as session:
             query = (
                 select(SocketEvent.id, SocketEvent.payload, SocketEvent.created_at)
                 .where(SocketEvent.id > last_id)

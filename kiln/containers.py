@@ -102,21 +102,34 @@ class Containers:
         except NotFound:
             return None
 
-    def start(self, spec: ContainerSpec) -> Any:
-        """The build's container, running: the existing one if an earlier attempt made it."""
-        container = self.find(spec.build_id)
-        if container is None:
-            self._ensure_image(spec.image)
-            try:
-                container = self._client.containers.create(**self._create_args(spec))
-            except APIError as exc:
-                if exc.status_code != 409:  # 409: a concurrent attempt just created it
-                    raise
-                container = self._client.containers.get(self._name(spec.build_id))
+    def start(self, spec: ContainerSpec, existing: Any | None = None) -> Any:
+        """The build's container, running: `existing` (an earlier attempt's, which the caller
+        found) or a new one. A new one is not inspected again once started: its watch takes it
+        as just started (each Docker call costs the daemon a few ms in a burst)."""
+        if existing is not None:
+            if existing.status == "created":  # its attempt died between create and start
+                existing.start()
+                existing.reload()
+            return existing
+        container = self._create(spec)
         if container.status == "created":
             container.start()
-            container.reload()
         return container
+
+    def _create(self, spec: ContainerSpec) -> Any:
+        """A new container; a missing image is fetched (if Kiln may) only when Docker says it is
+        missing, as `docker run` does, so the common case costs no image look-up."""
+        args = self._create_args(spec)
+        try:
+            try:
+                return self._client.containers.create(**args)
+            except ImageNotFound:
+                self._ensure_image(spec.image)
+                return self._client.containers.create(**args)
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: a concurrent attempt just created it
+                raise
+            return self._client.containers.get(self._name(spec.build_id))
 
     def _create_args(self, spec: ContainerSpec) -> dict[str, Any]:
         s = self._settings

@@ -254,7 +254,8 @@ class BuildExecutor:
         workspace = self.workspace(build_id)
         # A container from an earlier attempt already has its checkout: follow it. Otherwise
         # check out afresh (never reuse a workspace a build may have written to).
-        if self._containers.find(build_id) is None:
+        existing = self._containers.find(build_id)
+        if existing is None:
             # Before cloning: an image Kiln must not pull fails the build at once. (Resolving
             # its registry's name may be slow: heartbeat meanwhile.)
             run_beside(
@@ -273,7 +274,9 @@ class BuildExecutor:
         )
         # Pulling an image can take minutes.
         container = run_beside(
-            lambda: self._containers.start(container_spec), attempt.heartbeat, HEARTBEAT_SECONDS
+            lambda: self._containers.start(container_spec, existing),
+            attempt.heartbeat,
+            HEARTBEAT_SECONDS,
         )
         writer = LogWriter(
             self._sessions,

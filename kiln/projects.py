@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, delete, select, union_all
+from sqlalchemy import Row, case, delete, select, union_all
 from sqlalchemy.orm import Session
 
 from kiln.access import owned_project
@@ -16,9 +16,10 @@ from kiln.git import Credentials, repo_key, resolve_branch
 from kiln.images import check_image
 from kiln.models import Build, BuildStatus, Project
 from kiln.quotas import UserLimits, check_new_builds, check_new_project, lock_owner
-from kiln.records import NEWEST_BUILDS, project_record, queue_positions
+from kiln.records import NEWEST_BUILDS, RECORD_COLUMNS, project_record, queue_positions
 from kiln.repos import check_repo_url
 from kiln.settings import Settings
+from kiln.workflow_ids import WORKFLOW_ID_PREFIX
 
 # The settings an owner may change after creation (model attribute names).
 PATCHABLE = frozenset(
@@ -136,12 +137,19 @@ class ProjectService:
                 select(Project).where(Project.owner_id == owner_id).order_by(Project.id)
             ).all()
             ids = [project.id for project in projects]
-            by_project: dict[int, list[Build]] = {project_id: [] for project_id in ids}
+            by_project: dict[int, list[BuildRow]] = {project_id: [] for project_id in ids}
             for build in _newest_builds(session, ids):
                 by_project[build.project_id].append(build)
             positions = queue_positions(session, ids)
+            prefix = session.info.get(WORKFLOW_ID_PREFIX, "")
             return [
-                project_record(p, positions=positions, with_builds=True, builds=by_project[p.id])
+                project_record(
+                    p,
+                    positions=positions,
+                    with_builds=True,
+                    builds=by_project[p.id],
+                    id_prefix=prefix,
+                )
                 for p in projects
             ]
 
@@ -187,12 +195,15 @@ class ProjectService:
 
 # SQLite allows 500 SELECTs in one compound statement.
 _PROJECTS_PER_QUERY = 400
+# A row of RECORD_COLUMNS (its fields by name, as kiln.records.BuildFields).
+BuildRow = Row[*tuple[Any, ...]]
 
 
-def _newest_builds(session: Session, project_ids: list[int]) -> list[Build]:
-    """Each project's newest NEWEST_BUILDS builds, newest first: one index-ordered LIMIT per
-    project (a window over all their builds would read every build ever made)."""
-    found: list[Build] = []
+def _newest_builds(session: Session, project_ids: list[int]) -> list[BuildRow]:
+    """Each project's newest NEWEST_BUILDS builds as rows of RECORD_COLUMNS, newest first: one
+    index-ordered LIMIT per project (a window over all their builds would read every build
+    ever made)."""
+    found: list[BuildRow] = []
     for start in range(0, len(project_ids), _PROJECTS_PER_QUERY):
         newest = [
             select(Build.id)
@@ -203,5 +214,7 @@ def _newest_builds(session: Session, project_ids: list[int]) -> list[Build]:
             .select()
             for project_id in project_ids[start : start + _PROJECTS_PER_QUERY]
         ]
-        found += session.scalars(select(Build).where(Build.id.in_(union_all(*newest))))
+        found += session.execute(
+            select(*RECORD_COLUMNS).where(Build.id.in_(union_all(*newest)))
+        ).all()
     return sorted(found, key=lambda build: build.id, reverse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
@@ -18,8 +18,50 @@ def iso(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC with milliseconds and a Z, as the API page shows it."""
     if moment is None:
         return None
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat ends an aware UTC time with "+00:00"; it is several times faster than strftime
+    # (a listing formats two of these for each of up to thousands of builds).
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+class BuildFields(Protocol):
+    """What a build record is made of: a Build, or a row of RECORD_COLUMNS."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> BuildStatus: ...
+    @property
+    def commit(self) -> str | None: ...
+    @property
+    def branch(self) -> str: ...
+    @property
+    def commit_author(self) -> str | None: ...
+    @property
+    def commit_hash(self) -> str: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def project_id(self) -> int: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+
+
+# Selected as plain rows where many records are made at once (the project listing): loading
+# them as ORM objects costs several times more than the record itself.
+RECORD_COLUMNS = (
+    Build.id,
+    Build.status,
+    Build.commit,
+    Build.branch,
+    Build.commit_author,
+    Build.commit_hash,
+    Build.exit_code,
+    Build.project_id,
+    Build.started_at,
+    Build.finished_at,
+)
 
 
 def queue_positions(session: Session, project_ids: Iterable[int]) -> dict[int, int]:
@@ -46,9 +88,18 @@ def build_workflow_id(build: Build) -> str:
     return workflow_id(build.id, prefix)
 
 
-def build_record(build: Build, positions: Mapping[int, int] | None = None) -> dict[str, Any]:
+def build_record(
+    build: BuildFields,
+    positions: Mapping[int, int] | None = None,
+    *,
+    id_prefix: str | None = None,
+) -> dict[str, Any]:
     """The API page's build record, plus `queuePosition` while the build waits and
-    `workflowId`, the id of its workflow in Temporal."""
+    `workflowId`, the id of its workflow in Temporal. A row (not a Build) comes with the
+    deployment's `id_prefix`; a Build's is its session's."""
+    workflow = (
+        workflow_id(build.id, id_prefix) if id_prefix is not None else build_workflow_id(build)  # type: ignore[arg-type]  # without a prefix: a Build
+    )
     return {
         "id": build.id,
         "status": build.status,
@@ -63,7 +114,7 @@ def build_record(build: Build, positions: Mapping[int, int] | None = None) -> di
         "queuePosition": (positions or {}).get(build.id)
         if build.status == BuildStatus.QUEUED
         else None,
-        "workflowId": build_workflow_id(build),
+        "workflowId": workflow,
     }
 
 
@@ -87,10 +138,11 @@ def project_record(
     *,
     positions: Mapping[int, int] | None = None,
     with_builds: bool = False,
-    builds: Sequence[Build] | None = None,
+    builds: Sequence[BuildFields] | None = None,
+    id_prefix: str | None = None,
 ) -> dict[str, Any]:
     """The project as its owner sees it, webhook secret included; with its newest builds
-    (`builds`, newest first, when the caller has loaded them)."""
+    (`builds`, newest first, when the caller has loaded them: rows come with `id_prefix`)."""
     record = project_summary(project) | {
         "image": project.image,
         "buildCommand": project.build_command,
@@ -104,7 +156,7 @@ def project_record(
     }
     if with_builds:
         newest = builds if builds is not None else project.builds[:NEWEST_BUILDS]
-        record["builds"] = [build_record(build, positions) for build in newest]
+        record["builds"] = [build_record(build, positions, id_prefix=id_prefix) for build in newest]
     return record
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from kiln.models import Build, BuildStatus
-from kiln.records import build_record, iso, user_room
+from kiln.db import make_engine, make_session_factory
+from kiln.migrate import upgrade
+from kiln.models import Build, BuildStatus, Project, User
+from kiln.projects import ProjectService
+from kiln.records import build_record, iso, queue_positions, user_room
 
 SHA = "b" * 40
 
@@ -94,3 +99,40 @@ def test_only_a_queued_build_has_a_queue_position(status: BuildStatus) -> None:
 def test_a_users_events_go_to_their_own_room() -> None:
     assert user_room(12) == "user:12"
     assert user_room(12) != user_room(1)
+
+
+def test_the_listing_shows_each_build_as_its_own_record_does(tmp_path: Path) -> None:
+    """The project listing reads builds as plain rows (kiln.records.RECORD_COLUMNS): its records
+    are the very ones a build's own read gives, queue place and workflow id included."""
+    url = f"sqlite:///{tmp_path / 'kiln.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine, workflow_id_prefix="staging-")
+    with sessions.begin() as session:
+        owner = User(email="ada@example.com", name="Ada", password_hash="x")
+        session.add(owner)
+        session.flush()
+        project = Project(
+            owner_id=owner.id,
+            name="p",
+            repo_url="http://127.0.0.1:9/p.git",
+            branch="main",
+            image="busybox",
+            build_command="true",
+        )
+        session.add(project)
+        session.flush()
+        for status in (BuildStatus.PASSED, BuildStatus.RUNNING, BuildStatus.QUEUED):
+            session.add(Build(project_id=project.id, status=status, branch="main", commit_hash=SHA))
+    listed = ProjectService(sessions).list_owned(owner.id)[0]["builds"]
+    with sessions() as session:
+        positions = queue_positions(session, [project.id])
+        newest = session.scalars(select(Build).order_by(Build.id.desc()))
+        assert listed == [build_record(one, positions) for one in newest]
+    assert [record["workflowId"] for record in listed] == [
+        "staging-build-3",
+        "staging-build-2",
+        "staging-build-1",
+    ]
+    assert listed[0]["queuePosition"] == 1
+    engine.dispose()
