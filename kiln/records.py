@@ -26,26 +26,16 @@ def iso(moment: datetime | None) -> str | None:
 class BuildFields(Protocol):
     """What a build record is made of: a Build, or a row of RECORD_COLUMNS."""
 
-    @property
-    def id(self) -> int: ...
-    @property
-    def status(self) -> BuildStatus: ...
-    @property
-    def commit(self) -> str | None: ...
-    @property
-    def branch(self) -> str: ...
-    @property
-    def commit_author(self) -> str | None: ...
-    @property
-    def commit_hash(self) -> str: ...
-    @property
-    def exit_code(self) -> int | None: ...
-    @property
-    def project_id(self) -> int: ...
-    @property
-    def started_at(self) -> datetime: ...
-    @property
-    def finished_at(self) -> datetime | None: ...
+    id: int
+    status: BuildStatus
+    commit: str
+    branch: str
+    commit_author: str
+    commit_hash: str
+    exit_code: int | None
+    project_id: int
+    started_at: datetime
+    finished_at: datetime | None
 
 
 # Selected as plain rows where many records are made at once (the project listing): loading

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from kiln.db import make_engine, make_session_factory
-from kiln.migrate import upgrade
-from kiln.models import Build, BuildStatus, Project, User
+from kiln.db import make_session_factory
+from kiln.models import Build, BuildStatus
 from kiln.projects import ProjectService
 from kiln.records import build_record, iso, queue_positions, user_room
+from tests.unit.conftest import Rows
 
 SHA = "b" * 40
 
@@ -101,30 +100,15 @@ def test_a_users_events_go_to_their_own_room() -> None:
     assert user_room(12) != user_room(1)
 
 
-def test_the_listing_shows_each_build_as_its_own_record_does(tmp_path: Path) -> None:
+def test_the_listing_shows_each_build_as_its_own_record_does(rows: Rows) -> None:
     """The project listing reads builds as plain rows (kiln.records.RECORD_COLUMNS): its records
     are the very ones a build's own read gives, queue place and workflow id included."""
-    url = f"sqlite:///{tmp_path / 'kiln.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = make_session_factory(engine, workflow_id_prefix="staging-")
-    with sessions.begin() as session:
-        owner = User(email="ada@example.com", name="Ada", password_hash="x")
-        session.add(owner)
-        session.flush()
-        project = Project(
-            owner_id=owner.id,
-            name="p",
-            repo_url="http://127.0.0.1:9/p.git",
-            branch="main",
-            image="busybox",
-            build_command="true",
-        )
-        session.add(project)
-        session.flush()
-        for status in (BuildStatus.PASSED, BuildStatus.RUNNING, BuildStatus.QUEUED):
-            session.add(Build(project_id=project.id, status=status, branch="main", commit_hash=SHA))
-    listed = ProjectService(sessions).list_owned(owner.id)[0]["builds"]
+    project = rows.project()
+    for status in (BuildStatus.PASSED, BuildStatus.RUNNING, BuildStatus.QUEUED):
+        rows.build(project, status)
+    # A deployment with a workflow id prefix: a row carries no session to tell it.
+    sessions = make_session_factory(rows.sessions.kw["bind"], workflow_id_prefix="staging-")
+    listed = ProjectService(sessions).list_owned(project.owner_id)[0]["builds"]
     with sessions() as session:
         positions = queue_positions(session, [project.id])
         newest = session.scalars(select(Build).order_by(Build.id.desc()))
@@ -135,4 +119,3 @@ def test_the_listing_shows_each_build_as_its_own_record_does(tmp_path: Path) -> 
         "staging-build-1",
     ]
     assert listed[0]["queuePosition"] == 1
-    engine.dispose()
