@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from socketio.async_pubsub_manager import AsyncPubSubManager
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -113,6 +112,9 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
     async def _listen_postgres(self) -> AsyncIterator[dict[str, Any]]:
+        # Imported here: a SQLite deployment's API never loads the driver (about 9 MB).
+        import psycopg
+
         dsn = make_url(self._url).set(drivername="postgresql").render_as_string(hide_password=False)
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             await conn.execute(f"LISTEN {CHANNEL}")

@@ -54,7 +54,9 @@ class Scale:
 
 
 FULL = Scale(20, 10, (1, 32, 128), 50, 1000, 100, 1000, 200, 50)
-QUICK = Scale(3, 2, (1, 32, 128), 5, 100, 10, 20, 16, 4)
+# The burst spreads over at least KILN_MAX_BUILDS_PER_HOST projects: a project runs one build
+# at a time by default, so fewer projects would cap Kiln below the raw parallelism.
+QUICK = Scale(3, 2, (1, 32, 128), 5, 100, 10, 20, 16, 8)
 
 
 async def measure(deployment: Deployment, scale: Scale, work: Path) -> list[Figure]:

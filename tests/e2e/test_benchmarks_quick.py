@@ -20,7 +20,7 @@ ROWS = [
     "`GET /api/project/projects`",
     "Socket.io fan-out",
     "fan-out: events of that build at other users' sockets",
-    "16 builds over 4 projects",
+    "16 builds over 8 projects",
     "`kiln api` resident memory, idle",
     "`kiln api` resident memory, peak under the burst",
     "`kiln worker` resident memory, idle",
