@@ -92,7 +92,19 @@ def api_app() -> Any:
     import_socketio_server_only()
     from api.main import create_app
 
-    return create_app(get_settings())
+    app = create_app(get_settings())
+    _freeze_startup_objects()
+    return app
+
+
+def _freeze_startup_objects() -> None:
+    """Leave what start-up made (modules, the app, the ORM's mappers: most of the heap) out of
+    the garbage collector's full passes, which otherwise walk it all every so often: about 90 ms
+    stolen from whichever request is being answered then (a 3 % tail of the project listing)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def api_worker_app() -> Any:
@@ -121,6 +133,7 @@ def _die_with_parent() -> None:
 def cmd_worker() -> None:
     import worker
 
+    _freeze_startup_objects()
     worker.main()
 
 
