@@ -28,7 +28,8 @@ def test_the_api_app_loads_no_socketio_client_library_and_no_worker_code() -> No
         from cli.lean_imports import import_socketio_server_only
         import_socketio_server_only()
         import api.main
-        heavy = ("requests", "aiohttp", "httpx", "docker", "psycopg", "activities", "workflows.build")
+        heavy = ("requests", "aiohttp", "httpx", "docker", "psycopg")
+        heavy += ("activities", "workflows.build")
         print(sorted(name for name in heavy if name in sys.modules))
         """
     )
