@@ -39,7 +39,7 @@ from api.startup import check_startup
 from api.trusted_hosts import TrustedHosts, allowed_host_names
 from api.web import mount_dashboard
 from kiln.db import make_engine, make_session_factory
-from kiln.metrics import BuildCounts, BuildMetrics, new_registry
+from kiln.metrics import BuildCounts, BuildMetrics, new_registry, shared_dir, shared_registry
 from kiln.settings import Settings, get_settings
 from kiln.visibility import BuildVisibility
 from workflows.client import TemporalWorkflows, Workflows
@@ -73,10 +73,14 @@ def create_app(settings: Settings | None = None, workflows: Workflows | None = N
     registry = new_registry()
     metrics = ApiMetrics(registry)
     BuildMetrics(registry).watch(sessions)
-    registry.register(BuildCounts(sessions))
+    counts = BuildCounts(sessions)
+    shared = shared_dir()  # several API processes on the port: show all their figures
+    if shared is None:
+        registry.register(counts)
+    else:
+        metrics.exposed = shared_registry(shared, counts)
     manager = SocketManager(settings.database_url, sessions, metrics.observe_delivery)
-    metrics.watch_sockets(manager)
-    sio = create_socket_server(settings, sessions, manager)
+    sio = create_socket_server(settings, sessions, manager, metrics.count_sockets)
     temporal: list[Client] = []
     readiness = Readiness(engine, manager, lambda: temporal[0] if temporal else None)
 
@@ -140,7 +144,7 @@ class KilnApp(socketio.ASGIApp):  # type: ignore[misc]
     ) -> None:
         super().__init__(sio, other_asgi_app=app)
         self._readiness = readiness
-        self._registry = metrics.registry
+        self._registry = metrics.exposed
         capped = BodyLimit(
             super().__call__,
             settings.json_max_bytes,

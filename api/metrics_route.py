@@ -16,19 +16,22 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 from prometheus_client import Histogram as PromHistogram
-from prometheus_client.core import GaugeMetricFamily, Metric
 from starlette.routing import Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.limits import send_error
-from api.pubsub import DatabaseManager
 from kiln.logconfig import add_context_source, log_context
 
 METRICS_PATH = "/metrics"
@@ -44,13 +47,16 @@ DELIVERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 
 class ApiMetrics:
-    """This API process's figures."""
+    """The API's figures: this process's, or with several processes on the port, those of
+    every process (`exposed`, kiln.metrics.shared_registry)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # What GET /metrics shows.
+        self.exposed = registry
         self.requests = Counter(
             "kiln_http_requests",
-            "HTTP requests answered by this API process, by method, route template and status",
+            "HTTP requests answered by the API, by method, route template and status",
             ["method", "route", "status"],
             registry=registry,
         )
@@ -60,9 +66,17 @@ class ApiMetrics:
             ["route"],
             registry=registry,
         )
+        # Set on every connect and disconnect; with several API processes, summed over the
+        # live ones (kiln.metrics.shared_registry).
+        self.sockets = Gauge(
+            "kiln_socket_connections",
+            "Socket.io connections to the API",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
         self.event_delivery = PromHistogram(
             "kiln_event_delivery_seconds",
-            "Time from a change's commit to its Socket.io event being emitted by this process",
+            "Time from a change's commit to its Socket.io event being emitted",
             buckets=DELIVERY_BUCKETS,
             registry=registry,
         )
@@ -70,22 +84,9 @@ class ApiMetrics:
     def observe_delivery(self, seconds: float) -> None:
         self.event_delivery.observe(seconds)
 
-    def watch_sockets(self, manager: DatabaseManager) -> None:
-        self.registry.register(SocketConnections(manager))
-
-
-class SocketConnections:
-    """A collector: the sockets connected to this process, counted at scrape time."""
-
-    def __init__(self, manager: DatabaseManager) -> None:
-        self._manager = manager
-
-    def collect(self) -> Iterable[Metric]:
-        yield GaugeMetricFamily(
-            "kiln_socket_connections",
-            "Socket.io connections to this API process",
-            value=self._manager.connection_count(),
-        )
+    def count_sockets(self, count: int) -> None:
+        """The sockets this process now holds (past authentication)."""
+        self.sockets.set(count)
 
 
 class RouteLabels:

@@ -8,9 +8,8 @@ after a reconnect, sends the current record of every build that changed meanwhil
 NOTIFYs sent while it was away are lost.
 
 For operators: `listening` says whether the listener is subscribed right now (the API's
-readiness), `connection_count()` how many sockets this process holds, and each event emitted
-here reports how long it took from its commit (`on_delivered`): the publisher's `sent_at`
-stamp, or the outbox row's creation time.
+readiness), and each event emitted here reports how long it took from its commit
+(`on_delivered`): the publisher's `sent_at` stamp, or the outbox row's creation time.
 """
 
 from __future__ import annotations
@@ -70,11 +69,6 @@ class DatabaseManager(AsyncPubSubManager):  # type: ignore[misc]
         thread = getattr(self, "thread", None)
         alive = thread is not None and not (isinstance(thread, asyncio.Future) and thread.done())
         return self.ready.is_set() and self.connected and alive
-
-    def connection_count(self) -> int:
-        """Sockets connected (and past authentication) to this process."""
-        pending = set(self.pending_connect.get(NAMESPACE, []))
-        return sum(1 for sid, _eio in self.get_participants(NAMESPACE, None) if sid not in pending)
 
     async def _publish(self, data: dict[str, Any]) -> None:
         data = {**data, SENT_AT: time.time()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,9 +89,21 @@ class SocketManager(DatabaseManager):
 class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
     """The AsyncServer, plus the timers that end each socket with its token."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, on_count: Callable[[int], None], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.expiry_timers: dict[str, asyncio.Task[None]] = {}
+        # The sockets past authentication, and who is told their number (the metrics).
+        self._admitted: set[str] = set()
+        self._on_count = on_count
+
+    def admitted(self, sid: str) -> None:
+        self._admitted.add(sid)
+        self._on_count(len(self._admitted))
+
+    def left(self, sid: str) -> None:
+        if sid in self._admitted:
+            self._admitted.discard(sid)
+            self._on_count(len(self._admitted))
 
     def expire_at(self, sid: str, expires: float) -> None:
         """Disconnect `sid` at Unix time `expires`."""
@@ -114,9 +127,14 @@ class SocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
 
 def create_socket_server(
-    settings: Settings, sessions: SessionFactory, manager: SocketManager
+    settings: Settings,
+    sessions: SessionFactory,
+    manager: SocketManager,
+    on_count: Callable[[int], None] = lambda _count: None,
 ) -> SocketServer:
+    """The Socket.io server; `on_count` hears how many sockets are connected, at each change."""
     sio = SocketServer(
+        on_count,
         async_mode="asgi",
         client_manager=manager,
         cors_allowed_origins=origin_check(settings),
@@ -140,6 +158,7 @@ def create_socket_server(
                 raise socketio.exceptions.ConnectionRefusedError("token is invalid")
             await sio.enter_room(sid, user_room(found.user_id))
             await sio.enter_room(sid, token_room(found.token_id))
+            sio.admitted(sid)
             return
         try:
             user_id = user_id_from_token(token, settings.jwt_secret)
@@ -152,9 +171,11 @@ def create_socket_server(
             raise socketio.exceptions.ConnectionRefusedError("token is invalid")
         await sio.enter_room(sid, user_room(user_id))
         sio.expire_at(sid, expires)
+        sio.admitted(sid)
 
     @sio.event  # type: ignore[untyped-decorator]
     async def disconnect(sid: str, _reason: Any = None) -> None:
         sio.cancel_expiry(sid)
+        sio.left(sid)
 
     return sio

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kiln.settings import Settings, get_settings
@@ -64,13 +66,37 @@ def cmd_api() -> None:
         uvicorn.run(api_app(), log_level="info", **options)
         return
     _check_api_startup(settings)
-    uvicorn.run(
-        "cli.main:api_worker_app",
-        factory=True,
-        workers=settings.api_workers,
-        log_level="info",
-        **options,
-    )
+    with _shared_metrics_dir():
+        uvicorn.run(
+            "cli.main:api_worker_app",
+            factory=True,
+            workers=settings.api_workers,
+            log_level="info",
+            **options,
+        )
+
+
+@contextmanager
+def _shared_metrics_dir() -> Iterator[None]:
+    """A directory of this `kiln api`'s own where its processes keep their metrics, so that any
+    of them answers a scrape for all (kiln.metrics); set before they start, removed after. An
+    operator's own PROMETHEUS_MULTIPROC_DIR is used as it is and left in place."""
+    import os
+    import shutil
+    import tempfile
+
+    from kiln.metrics import MULTIPROCESS_ENV
+
+    if os.environ.get(MULTIPROCESS_ENV):
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="kiln-metrics-")
+    os.environ[MULTIPROCESS_ENV] = path
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_ENV]
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _check_api_startup(settings: Settings) -> None:

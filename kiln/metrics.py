@@ -16,6 +16,11 @@ Correct with any number of API processes and workers, because each figure has on
   from the record's creation to its end (`finishedAt`), the duration the dashboard shows.
 - Per-process figures (HTTP requests, sockets, event delivery, a worker's own builds) live in
   that process and carry its `instance` label when scraped: sum them over instances.
+- Several API processes share one port (`KILN_API_WORKERS`), so one scrape reaches only one of
+  them. `kiln api` then gives them a directory (`PROMETHEUS_MULTIPROC_DIR`, prometheus_client's
+  multiprocess mode): each process writes its values there, and `/metrics` shows them summed
+  over the live processes (`shared_registry`). The `process_*` and `python_*` figures are left
+  out then: they would be those of whichever process answered.
 
 Each process keeps its own `CollectorRegistry` (tests run several Kilns in one process).
 """
@@ -23,6 +28,7 @@ Each process keeps its own `CollectorRegistry` (tests run several Kilns in one p
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,9 +42,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    multiprocess,
     start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from sqlalchemy import event, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -55,14 +64,70 @@ FINAL_STATUSES = [status for status in BuildStatus if status.is_final]
 QUEUE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 _PENDING = "kiln_metrics_pending"
+# prometheus_client reads it when first imported: `kiln api` sets it before its processes start.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_dir() -> str | None:
+    """The directory the API's processes share their values in, when there are several."""
+    return os.environ.get(MULTIPROCESS_ENV) or None
 
 
 def new_registry() -> CollectorRegistry:
-    """A registry of this process's own, with the usual process figures (CPU, memory, GC)."""
+    """A registry of this process's own, with the usual process figures (CPU, memory, GC) when
+    the process answers its scrapes alone."""
     registry = CollectorRegistry()
-    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    if shared_dir() is None:
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(collector)
+    return registry
+
+
+def shared_registry(path: str, *collectors: Collector) -> CollectorRegistry:
+    """What `/metrics` shows when several API processes share the port: every live process's
+    counters, histograms and gauges, summed from `path`, and `collectors` (which read the
+    database, the same from any process)."""
+    registry = CollectorRegistry()
+    registry.register(LiveProcesses(path))
+    for collector in collectors:
         registry.register(collector)
     return registry
+
+
+class LiveProcesses(Collector):
+    """prometheus_client's MultiProcessCollector, after forgetting the gauges of processes that
+    have died (uvicorn starts a new one in their place): their sockets are gone."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._collector = MultiProcessCollector(None, path)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterable[Metric]:
+        for pid in _gauge_pids(self._path):
+            if not _alive(pid):
+                multiprocess.mark_process_dead(pid, self._path)  # type: ignore[no-untyped-call]
+        collected: Iterable[Metric] = self._collector.collect()  # type: ignore[no-untyped-call]
+        return collected
+
+
+def _gauge_pids(path: str) -> set[int]:
+    # Live gauges are kept in files named gauge_live<mode>_<pid>.db.
+    pids = set()
+    for name in os.listdir(path):
+        stem, _, pid = name.removesuffix(".db").rpartition("_")
+        if stem.startswith("gauge_live") and pid.isdigit():
+            pids.add(int(pid))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process by now: not ours
+        return False
+    return True
 
 
 class BuildMetrics:
