@@ -71,14 +71,13 @@ def create_app(settings: Settings | None = None, workflows: Workflows | None = N
     sessions = make_session_factory(engine, workflow_id_prefix=settings.workflow_id_prefix)
     check_startup(settings, sessions)
     registry = new_registry()
-    metrics = ApiMetrics(registry)
-    BuildMetrics(registry).watch(sessions)
     counts = BuildCounts(sessions)
     shared = shared_dir()  # several API processes on the port: show all their figures
     if shared is None:
         registry.register(counts)
-    else:
-        metrics.exposed = shared_registry(shared, counts)
+    exposed = registry if shared is None else shared_registry(shared, counts)
+    metrics = ApiMetrics(registry, exposed)
+    BuildMetrics(registry).watch(sessions)
     manager = SocketManager(settings.database_url, sessions, metrics.observe_delivery)
     sio = create_socket_server(settings, sessions, manager, metrics.count_sockets)
     temporal: list[Client] = []

@@ -50,10 +50,10 @@ class ApiMetrics:
     """The API's figures: this process's, or with several processes on the port, those of
     every process (`exposed`, kiln.metrics.shared_registry)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, exposed: CollectorRegistry) -> None:
         self.registry = registry
-        # What GET /metrics shows.
-        self.exposed = registry
+        # What GET /metrics shows: `registry` itself unless the processes share their figures.
+        self.exposed = exposed
         self.requests = Counter(
             "kiln_http_requests",
             "HTTP requests answered by the API, by method, route template and status",
