@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
@@ -96,38 +97,75 @@ ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-async def get_current_user(request: Request, settings: SettingsDep) -> User:
+def _bearer_token(request: Request) -> str:
+    """The token of `Authorization: Bearer <token>`; a 401 without one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "Authorization token is missing", headers=UNAUTHORIZED)
+    return token.strip()
+
+
+async def get_current_user(request: Request) -> User:
     """The caller, from `Authorization: Bearer <token>`: 401 without a valid token, 400 for a
     genuine token that names no user. Found in one trip to the thread pool (the token check
     and the user's row), with a session of its own that ends at once: on SQLite a writing
     transaction holds the write lock, and the route's services open sessions of their own."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "Authorization token is missing", headers=UNAUTHORIZED)
+    token = _bearer_token(request)
+    settings: Settings = request.app.state.settings
     sessions: SessionFactory = request.app.state.sessions
-    user = await run_in_threadpool(_caller, sessions, settings, token.strip())
-    if user is None:
-        raise HTTPException(401, "Authorization token is invalid", headers=UNAUTHORIZED)
-    return user
+    return await run_in_threadpool(_caller, sessions, settings, token)
 
 
-def _caller(sessions: SessionFactory, settings: Settings, token: str) -> User | None:
+def _caller(sessions: SessionFactory, settings: Settings, token: str) -> User:
+    with sessions() as session:
+        return caller_in(session, sessions, settings, token)
+
+
+def caller_in(session: Session, sessions: SessionFactory, settings: Settings, token: str) -> User:
+    """The token's user, read in `session`: a 401 for an invalid token or a user that no longer
+    exists, a 400 for a genuine token without a subject."""
     if looks_like_api_token(token):  # an API token (kiln_...) works wherever a login does
         user_id = TokenService(sessions).user_of(token) or 0  # 0 names no user: a 401
     else:
         try:
             user_id = user_id_from_token(token, settings.jwt_secret)
         except InvalidToken:
-            return None
+            user_id = 0
         except MissingSubject:
             raise HTTPException(400, "User ID is missing") from None
-    if not user_id:
-        return None
-    with sessions() as session:
-        return session.get(User, user_id)
+    user = session.get(User, user_id) if user_id else None
+    if user is None:
+        raise HTTPException(401, "Authorization token is invalid", headers=UNAUTHORIZED)
+    return user
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The caller of a hot read route, judged inside the route's own trip to the thread pool
+    and in its session (`user_in`), instead of in a trip of its own before it: the same
+    answers, one hand-off and one transaction fewer a request."""
+
+    token: str
+    sessions: SessionFactory
+    settings: Settings
+
+    def user_in(self, session: Session) -> User:
+        return caller_in(session, self.sessions, self.settings, self.token)
+
+
+async def get_caller(request: Request) -> Caller:
+    """A 401 at once without a token. When a path id may be a 400, the token is judged here
+    first, as `get_current_user` would: an invalid token is a 401 on every route, whatever the
+    path (FastAPI checks path ids only after the route's dependencies)."""
+    caller = Caller(_bearer_token(request), request.app.state.sessions, request.app.state.settings)
+    if not all(well_formed_id(value) for value in request.path_params.values()):
+        # The route may never run: judge the token now, so that a bad one is still a 401.
+        await run_in_threadpool(_caller, caller.sessions, caller.settings, caller.token)
+    return caller
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
 
 # Path ids: positive integers written in plain digits, at most 30 of them; anything else is a
 # 400 naming the id (api.errors). Ids beyond the database's 32-bit range name nothing: a 404,
@@ -140,6 +178,12 @@ def _plain_digits(value: object) -> object:
     if isinstance(value, str) and not (value.isascii() and value.isdigit()):
         raise ValueError("not a positive integer")
     return value
+
+
+def well_formed_id(raw: str) -> bool:
+    """Whether a path id surely passes the checks of `BuildId` and `ProjectId` below (ids with
+    leading zeros beyond 30 digits pass those too, but not this)."""
+    return len(raw) <= len(str(MAX_PATH_ID)) and raw.isascii() and raw.isdigit() and int(raw) >= 1
 
 
 BuildId = Annotated[

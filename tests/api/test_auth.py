@@ -250,6 +250,24 @@ async def test_an_invalid_token_is_401_invalid(api: Api, user: User, kind: str) 
     assert_unauthorized(response, INVALID)
 
 
+BUILD_READS = ["/api/build/1", "/api/build/0001", "/api/build/not-a-number", "/api/build/0"]
+
+
+@pytest.mark.parametrize("path", BUILD_READS)
+@pytest.mark.parametrize("kind", [*BAD_TOKENS, "unknown-api-token"])
+async def test_an_invalid_token_is_401_invalid_on_a_build_read_whatever_its_id(
+    api: Api, user: User, kind: str, path: str
+) -> None:
+    # The hot read judges its caller inside its own database trip: the answers must not move.
+    token = (
+        "kiln_" + "0" * 40 if kind == "unknown-api-token" else BAD_TOKENS[kind](api.settings, user)
+    )
+
+    response = await api.http.get(path, headers={"Authorization": f"Bearer {token}"})
+
+    assert_unauthorized(response, INVALID)
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [("GET", PROJECTS), ("GET", "/api/build/1"), ("POST", "/api/build/rebuild/1")],
