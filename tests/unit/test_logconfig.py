@@ -162,6 +162,50 @@ def test_ordinary_text_is_left_alone() -> None:
         assert redact_secrets(text) == text
 
 
+def _variants(text: str) -> list[str]:
+    return [text, text.upper(), text.lower(), text.swapcase(), f"x{text}y", f"{text}\n{text}"]
+
+
+# Each leak once more, cut down to what its pattern needs, and lines that are nearly leaks.
+NEAR_LEAKS = [
+    "https://a@b",
+    "git://u:p@h/x",
+    "Authorization=x",
+    "authorization: Bearer y",
+    "bearer q",
+    "eyJabcd.efgh.ij",
+    "kiln_" + "a" * 20,
+    "$argon2i$x",
+    "pwd=1",
+    "passwd: 2",
+    "apikey=3",
+    "api-key=4",
+    "API_KEY=5",
+    "credential=6",
+    "credentials: 7",
+    "my_secret='8'",
+    "access_token=9",
+    "[parameters: (1, 2)]",
+    "paſſword=10",  # non-ASCII: the patterns always run
+    "authorızation: 11",
+]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [v for text, _ in LEAKS for v in _variants(text)]
+    + [v for text in NEAR_LEAKS for v in _variants(text)],
+)
+def test_the_quick_check_never_skips_a_line_the_patterns_would_change(text: str) -> None:
+    # `redact_secrets` skips the patterns for text without the words they need.
+    assert redact_secrets(text) == logconfig._redact_all(text)
+
+
+@pytest.mark.parametrize("text", NEAR_LEAKS)
+def test_each_near_leak_is_one_the_patterns_change(text: str) -> None:
+    assert redact_secrets(text) != text
+
+
 def test_configure_logging_routes_every_logger_and_uvicorns_own_through_one_handler(
     root_logger: logging.Logger,
 ) -> None:
