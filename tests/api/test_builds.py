@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from api.schemas import BuildFetched
 from kiln.builds import BuildService
 from kiln.contracts import SlotClaim
 from kiln.git import CommitInfo
@@ -72,6 +73,7 @@ async def test_fetch_answers_the_build_record_with_its_project_summary(
     project = created.project
     summary = {key: project[key] for key in ("id", "name", "repoUrl", "branch")}
     assert build == created.build | {"project": summary}
+    assert BuildFetched.model_validate(body).model_dump(mode="json") == body  # as documented
 
 
 async def test_a_finished_build_has_its_exit_code_and_finish_time_and_no_queue_position(
@@ -85,6 +87,8 @@ async def test_a_finished_build_has_its_exit_code_and_finish_time_and_no_queue_p
     assert build["exitCode"] == 0
     assert TIMESTAMP.match(build["finishedAt"])
     assert build["queuePosition"] is None
+    fetched = {"message": "Build fetched", "build": build}
+    assert BuildFetched.model_validate(fetched).model_dump(mode="json") == fetched
 
 
 # --- rebuild --------------------------------------------------------------------------------
