@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import BuildId, BuildsDep, Caller, CallerDep, CurrentUser, SessionDep, WorkflowsDep
@@ -83,14 +82,12 @@ async def cancel(
 @router.get(
     "/{buildId}", response_model=BuildFetched, responses=errors(*OWNED), dependencies=READS_ONLY
 )
-async def get_build(build_id: BuildId, caller: CallerDep) -> JSONResponse:
+async def get_build(build_id: BuildId, caller: CallerDep) -> dict[str, Any]:
     # The hot read path: async, with its database work, the caller's lookup included, in one
     # trip to the thread pool and one transaction (a sync route with `CurrentUser` would take
-    # four trips: the caller, its session, its body, its answer's validation). The record is
-    # answered as it is, without a second pass through `BuildFetched` (it is built to that
-    # model, and tests/api/test_builds.py holds it to it).
+    # four trips: the caller, its session, its body, its answer's validation).
     record = await run_in_threadpool(_fetch_build, caller, build_id)
-    return JSONResponse({"message": "Build fetched", "build": record})
+    return {"message": "Build fetched", "build": record}
 
 
 def _fetch_build(caller: Caller, build_id: int) -> dict[str, Any]:
