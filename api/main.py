@@ -116,7 +116,9 @@ def create_app(settings: Settings | None = None, workflows: Workflows | None = N
             allow_headers=["*"],
         )
     errors.install(app)
-    routers = [auth, projects, secrets, github_token, hooks, history, builds, webhooks]
+    # FastAPI tries routes in order: the hottest read's router first (no other router's paths
+    # start with /api/build, so what matches is the same).
+    routers = [builds, auth, projects, secrets, github_token, hooks, history, webhooks]
     routers += [tokens, config]
     for module in routers:
         app.include_router(module.router)
