@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.security import InvalidToken, MissingSubject, user_id_from_token
 from kiln.builds import BuildService
-from kiln.db import SessionFactory
+from kiln.db import SessionFactory, reads_only
 from kiln.gitpool import GitPool
 from kiln.models import User
 from kiln.projects import ProjectService
@@ -160,7 +160,8 @@ async def get_caller(request: Request) -> Caller:
     caller = Caller(_bearer_token(request), request.app.state.sessions, request.app.state.settings)
     if not all(well_formed_id(value) for value in request.path_params.values()):
         # The route may never run: judge the token now, so that a bad one is still a 401.
-        await run_in_threadpool(_caller, caller.sessions, caller.settings, caller.token)
+        with reads_only():
+            await run_in_threadpool(_caller, caller.sessions, caller.settings, caller.token)
     return caller
 
 

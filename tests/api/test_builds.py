@@ -4,15 +4,18 @@ to the workflow; one for a build without a workflow settles the record in the AP
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from api.schemas import BuildFetched
 from kiln.builds import BuildService
 from kiln.contracts import SlotClaim
 from kiln.git import CommitInfo
+from kiln.models import Build as BuildRow
 from kiln.models import BuildStatus
 from tests.api.support import Api, FakeWorkflows, User, assert_error
 from tests.support.records import BUILD_KEYS, TIMESTAMP
@@ -89,6 +92,22 @@ async def test_a_finished_build_has_its_exit_code_and_finish_time_and_no_queue_p
     assert build["queuePosition"] is None
     fetched = {"message": "Build fetched", "build": build}
     assert BuildFetched.model_validate(fetched).model_dump(mode="json") == fetched
+
+
+@pytest.mark.parametrize("suffix", ["", "/logs"], ids=["build", "logs"])
+async def test_a_build_is_read_while_another_connection_holds_the_write_lock(
+    api: Api, created: Created, suffix: str
+) -> None:
+    # A worker appending output, or a burst of inserts, holds SQLite's write lock: readers
+    # must not queue behind it (up to the 30 s busy timeout).
+    url = f"/api/build/{created.build['id']}{suffix}"
+    with api.sessions.begin() as writer:
+        writer.execute(select(BuildRow.id))  # BEGIN IMMEDIATE: the write lock is held
+        response = await asyncio.wait_for(
+            api.http.get(url, headers=created.owner.headers), timeout=5
+        )
+
+    assert response.status_code == 200, response.text
 
 
 # --- rebuild --------------------------------------------------------------------------------
