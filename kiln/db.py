@@ -25,12 +25,14 @@ _READS_ONLY: ContextVar[bool] = ContextVar("kiln_db_reads_only", default=False)
 
 
 @contextmanager
-def reads_only() -> Iterator[None]:
-    """Transactions begun inside (in this task, and threads started from it) only read: on
-    SQLite they take no write lock, so readers never queue behind each other or a writer (WAL
-    gives each its snapshot). Never wrap code that writes: a write after a read there fails at
-    once when another process has written meanwhile."""
-    token = _READS_ONLY.set(True)
+def reads_only(enabled: bool = True) -> Iterator[None]:
+    """Transactions begun inside (in this task, and threads started from it) only read, each
+    from one snapshot of the database: on SQLite they take no write lock, so readers never
+    queue behind each other or a writer (WAL gives each its snapshot); on PostgreSQL they are
+    REPEATABLE READ, so two queries of one answer (a project's builds and their places in the
+    queue) agree. Never wrap code that writes: a write after a read there fails at once when
+    another process has written meanwhile. A write inside goes in `reads_only(False)`."""
+    token = _READS_ONLY.set(enabled)
     try:
         yield
     finally:
@@ -51,7 +53,9 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     # pre_ping: after a database restart, the next checkout reconnects instead of failing.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    event.listen(engine, "begin", _postgres_begin)
+    return engine
 
 
 def private_sqlite_file(path: Path) -> None:
@@ -90,6 +94,16 @@ def _sqlite_begin_immediate(connection: Connection) -> None:
     slot, appending to a log) can then never fail half-way on a snapshot another process made
     stale, and concurrent writers queue on the busy timeout instead."""
     connection.exec_driver_sql("BEGIN" if _READS_ONLY.get() else "BEGIN IMMEDIATE")
+
+
+def _postgres_begin(connection: Connection) -> None:
+    """A read-only transaction is REPEATABLE READ; the others keep the server's default (READ
+    COMMITTED), so concurrent writers wait for each other instead of failing. Set on the
+    driver's connection, which opens the transaction with it: no round trip of its own."""
+    import psycopg  # only a PostgreSQL engine needs it (and has loaded it by now)
+
+    level = psycopg.IsolationLevel.REPEATABLE_READ if _READS_ONLY.get() else None
+    connection.connection.dbapi_connection.isolation_level = level  # type: ignore[union-attr]
 
 
 def make_session_factory(engine: Engine, *, workflow_id_prefix: str = "") -> SessionFactory:

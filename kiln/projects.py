@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from kiln.access import owned_project
 from kiln.builds import queue_new
-from kiln.db import SessionFactory
+from kiln.db import SessionFactory, reads_only
 from kiln.git import Credentials, repo_key, resolve_branch
 from kiln.images import check_image
 from kiln.models import Build, BuildStatus, Project
@@ -132,7 +132,7 @@ class ProjectService:
     def list_owned(self, owner_id: int) -> list[dict[str, Any]]:
         """The owner's projects, each with its newest builds (NEWEST_BUILDS), in a few queries
         whose cost does not grow with the history's length."""
-        with self._sessions() as session:
+        with reads_only(), self._sessions() as session:
             projects = session.scalars(
                 select(Project).where(Project.owner_id == owner_id).order_by(Project.id)
             ).all()
@@ -154,7 +154,8 @@ class ProjectService:
             ]
 
     def get(self, owner_id: int, project_id: int) -> dict[str, Any]:
-        with self._sessions() as session:
+        # One snapshot: the builds and their places in the queue must agree.
+        with reads_only(), self._sessions() as session:
             project = owned_project(session, project_id, owner_id)
             positions = queue_positions(session, [project.id])
             return project_record(project, positions=positions, with_builds=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from kiln.db import SessionFactory
+from kiln.db import SessionFactory, reads_only
 from kiln.errors import NotFound
 from kiln.models import ApiToken, utcnow
 from kiln.records import iso
@@ -93,7 +93,8 @@ class TokenService:
         token_id, user_id, last_used = row
         now = utcnow()
         if last_used is None or now - last_used >= TOUCH_EVERY:
-            with self._sessions.begin() as session:
+            # A write, also when a read-only route looks its caller up.
+            with reads_only(False), self._sessions.begin() as session:
                 session.execute(
                     update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
                 )
