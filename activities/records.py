@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from kiln.builds import BuildService
-from kiln.contracts import BuildOutcome, SlotClaim, Waiting
+from kiln.contracts import BuildOutcome, SlotClaim, Started, Waiting
 from kiln.visibility import BuildVisibility
 
 
@@ -16,10 +16,14 @@ class RecordActivities:
         self._visibility = visibility
 
     @activity.defn(name="claim_slot")
-    def claim_slot(self, build_id: int) -> SlotClaim | Waiting:
+    def claim_slot(self, build_id: int) -> SlotClaim | Waiting | Started:
         """queued → running when the project has a free slot and no older build waits; while
-        it waits, how many builds are ahead of it."""
+        it waits, how many builds are ahead of it; once started, the project's builds that
+        may take its other free slots."""
         claim = self._builds.claim_slot(build_id)
+        if claim == SlotClaim.STARTED:
+            wake = self._builds.waiting_for_free_slots(build_id)
+            return Started(wake=tuple(wake)) if wake else claim
         if claim != SlotClaim.WAITING or self._visibility is None:
             return claim
         return Waiting(ahead=self._visibility.builds_ahead(build_id))

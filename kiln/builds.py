@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from kiln.access import owned_build
 from kiln.contracts import BuildOutcome, SlotClaim
-from kiln.db import SessionFactory
+from kiln.db import SessionFactory, reads_only
 from kiln.errors import Conflict
 from kiln.events import announce, announce_output
 from kiln.git import CommitInfo
@@ -122,6 +122,29 @@ class BuildService:
             build.status = BuildStatus.RUNNING
             announce(session, build)
             return SlotClaim.STARTED
+
+    def waiting_for_free_slots(self, build_id: int) -> list[int]:
+        """The oldest queued builds of this build's project, as many as it has free slots
+        (none when every slot is taken): they may start now."""
+        with reads_only(), self._sessions() as session:
+            project = session.scalar(
+                select(Project)
+                .join(Build, Build.project_id == Project.id)
+                .where(Build.id == build_id)
+            )
+            if project is None:
+                return []
+            free = project.max_concurrent_builds - _count(session, project.id, BuildStatus.RUNNING)
+            if free <= 0:
+                return []
+            return list(
+                session.scalars(
+                    select(Build.id)
+                    .where(Build.project_id == project.id, Build.status == BuildStatus.QUEUED)
+                    .order_by(Build.id)
+                    .limit(free)
+                )
+            )
 
     def finish(self, outcome: BuildOutcome) -> list[int]:
         """Record the final status once (a repeated call is a no-op). Returns the builds that

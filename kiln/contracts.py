@@ -41,6 +41,15 @@ class Waiting:
     ahead: int
 
 
+@dataclass(frozen=True)
+class Started:
+    """The claim activity's answer when the build took a slot and the project has more free
+    (its SlotClaim.STARTED, with the builds to wake): the project's next waiting builds. One of
+    them may have looked before this older build took its slot, and been told to wait."""
+
+    wake: tuple[int, ...]
+
+
 class Trigger(StrEnum):
     """What queued a build."""
 

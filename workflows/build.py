@@ -1,7 +1,8 @@
 """BuildWorkflow: one build, from `queued` to a final status, surviving crashes on the way.
 
 Steps: wait for a slot of the project (local claim, woken by a signal when a build of the
-project ends) → pick a live host (local) → clone + run + clean up on that host's queue → record
+project ends, or when an older one takes its slot with more left free) → pick a live host
+(local) → clone + run + clean up on that host's queue → record
 the outcome (local) and wake the next waiting builds. The host-bound step heartbeats, so a lost
 worker is noticed in seconds; a host that never picks the work up is replaced after a bounded
 wait. Cancelling the workflow cancels the build: its container is stopped and removed.
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         RunResult,
         Skipped,
         SlotClaim,
+        Started,
         Waiting,
     )
     from kiln.models import BuildStatus
@@ -133,7 +135,8 @@ class BuildWorkflow:
 
     @workflow.signal(name=SLOT_FREED_SIGNAL)
     def slot_freed(self) -> None:
-        """A build of the project ended: look for a free slot now."""
+        """A build of the project ended, or took its slot with more left free: look for a free
+        slot now."""
         self._slot_freed = True
 
     @workflow.run
@@ -274,9 +277,11 @@ class BuildWorkflow:
             if first and workflow.info().continued_run_id is None:
                 self._notify(BuildStatus.QUEUED)
             first = False
-            if claim == SlotClaim.STARTED:
+            if claim == SlotClaim.STARTED or isinstance(claim, Started):
                 self._upsert(visibility.status_update(BuildStatus.RUNNING))
                 self._notify(BuildStatus.RUNNING)
+                if isinstance(claim, Started):  # younger builds may have been told to wait
+                    await self._wake(claim.wake, request.id_prefix)
                 return True
             # Waiting; a bare SlotClaim.WAITING (recorded before claims counted) has no count.
             ahead = claim.ahead if isinstance(claim, Waiting) else None
@@ -379,7 +384,11 @@ class BuildWorkflow:
             updates.append(visibility.EXIT_CODE.value_set(outcome.exit_code))
         self._upsert(updates)
         self._details(visibility.final_details(outcome.status, outcome.exit_code, outcome.reason))
-        for other in waiting:
+        await self._wake(waiting, id_prefix)
+
+    async def _wake(self, build_ids: Sequence[int], id_prefix: str) -> None:
+        """Tell these waiting builds to look for a free slot now."""
+        for other in build_ids:
             handle = workflow.get_external_workflow_handle_for(
                 BuildWorkflow.run, workflow_id(other, id_prefix)
             )

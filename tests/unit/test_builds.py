@@ -217,6 +217,22 @@ def test_finish_announces_the_final_record_once(service: BuildService, rows: Row
     assert record["finishedAt"] is not None and record["finishedAt"].endswith("Z")
 
 
+def test_a_build_that_takes_a_slot_names_the_builds_its_projects_free_slots_may_start(
+    service: BuildService, rows: Rows
+) -> None:
+    # Three slots: 1 runs, and after it takes its slot, one is left for the oldest waiter.
+    project = rows.project(max_concurrent_builds=3)
+    rows.build(project, BuildStatus.RUNNING)
+    older, younger, youngest = (rows.build(project) for _ in range(3))
+    rows.build(rows.project(), BuildStatus.QUEUED)  # another project's: never named here
+    assert service.claim_slot(younger.id) is SlotClaim.WAITING  # the older one waits first
+    assert service.claim_slot(older.id) is SlotClaim.STARTED
+    assert service.waiting_for_free_slots(older.id) == [younger.id]
+    assert service.claim_slot(younger.id) is SlotClaim.STARTED
+    assert service.waiting_for_free_slots(younger.id) == []  # every slot taken
+    assert rows.status(youngest.id) is BuildStatus.QUEUED
+
+
 def test_finish_returns_the_queued_builds_to_wake_oldest_first(
     service: BuildService, rows: Rows
 ) -> None:

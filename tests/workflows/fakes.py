@@ -15,7 +15,15 @@ from typing import TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from kiln.contracts import BuildJob, BuildOutcome, HostRequest, RunResult, SlotClaim, Waiting
+from kiln.contracts import (
+    BuildJob,
+    BuildOutcome,
+    HostRequest,
+    RunResult,
+    SlotClaim,
+    Started,
+    Waiting,
+)
 from kiln.notifications import Delivery, Notice, NotifyPlan
 
 T = TypeVar("T")
@@ -49,7 +57,8 @@ class Script:
 
     # claim_slot, per build id (a build missing here gets STARTED). A bare WAITING is what a
     # worker that does not count answers; Waiting(n) says n builds are ahead.
-    claims: dict[int, list[SlotClaim | Waiting | Block]] = field(default_factory=dict)
+    # Started(wake) is a claim that took a slot and names the builds to wake.
+    claims: dict[int, list[SlotClaim | Waiting | Started | Block]] = field(default_factory=dict)
     # pick_host: the host task queue per call.
     hosts: list[str | Block] = field(default_factory=list)
     # execute_build, per call: a result, an exception to raise, or BLOCK.
@@ -128,7 +137,7 @@ class Fakes:
     # The workflow's local activities.
 
     @activity.defn(name="claim_slot")
-    async def claim_slot(self, build_id: int) -> SlotClaim | Waiting:
+    async def claim_slot(self, build_id: int) -> SlotClaim | Waiting | Started:
         self._record(self.claims, build_id)
         answer = _next(self.script.claims.setdefault(build_id, [SlotClaim.STARTED]))
         if isinstance(answer, Block):

@@ -9,7 +9,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.errors import PERMANENT_ERROR
-from kiln.contracts import BuildOutcome, HostRequest, RunResult, Skipped, SlotClaim
+from kiln.contracts import BuildOutcome, HostRequest, RunResult, Skipped, SlotClaim, Started
 from kiln.models import BuildStatus
 from tests.workflows.conftest import BuildHandle, Kiln, history, scheduled_activities, until_event
 from tests.workflows.fakes import BLOCK, Run
@@ -106,6 +106,26 @@ async def test_a_finishing_build_wakes_the_builds_its_slot_frees(kiln: Kiln) -> 
     )
     assert kiln.fakes.claims == [2, 1, 2]
     assert [o.build_id for o in kiln.fakes.outcomes] == [1, 2]
+
+
+async def test_a_build_that_takes_a_slot_wakes_a_younger_one_told_to_wait_before_it(
+    kiln: Kiln,
+) -> None:
+    # Two slots: build 2 claimed while the older build 1 still waited its turn, so it was told
+    # to wait. Once 1 runs, a slot is still free. 1's finish wakes nobody here: only the
+    # signal sent when 1 took its slot can start 2 before its 60 s recheck.
+    kiln.fakes.script.claims[2] = [WAITING, STARTED]
+    kiln.fakes.script.claims[1] = [Started(wake=(2,))]
+    waiting = await kiln.start(2, slot_recheck_seconds=60)
+    await until_waiting_for_a_slot(waiting)
+
+    first = await kiln.start(1, slot_recheck_seconds=60)
+
+    assert await kiln.result(first) == BuildOutcome(1, BuildStatus.PASSED, exit_code=0)
+    assert await kiln.result(waiting, timeout=10) == BuildOutcome(
+        2, BuildStatus.PASSED, exit_code=0
+    )
+    assert kiln.fakes.claims == [2, 1, 2]
 
 
 # 5-6. Hosts that never pick the build up.
