@@ -5,6 +5,7 @@ between them must not leave the queue numbered from 2 (kiln.db.reads_only)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import count
 
 import pytest
 from sqlalchemy import func, select, text
@@ -13,6 +14,9 @@ from sqlalchemy.orm import Session
 from kiln import models
 from kiln.db import SessionFactory, make_engine, make_session_factory, reads_only
 from testbed.databases import create_postgres_database, drop_postgres_database
+from tests.unit.conftest import Rows
+
+NUMBERS = count(1, 1000)  # each test's users get emails of their own
 
 
 @pytest.fixture(scope="module")
@@ -24,24 +28,10 @@ def sessions(db_url: str) -> Iterator[SessionFactory]:
 
 @pytest.fixture
 def project(sessions: SessionFactory) -> models.Project:
-    with sessions.begin() as session:
-        user = models.User(email=f"snap-{id(session)}@example.com", name="Snap", password_hash="x")
-        session.add(user)
-        session.flush()
-        project = models.Project(
-            owner_id=user.id,
-            name="snapshots",
-            repo_url="http://127.0.0.1:9/snapshots.git",
-            branch="main",
-            image="kiln-test/busybox:latest",
-            build_command="true",
-        )
-        session.add(project)
-        session.flush()
-        session.add_all(
-            models.Build(project_id=project.id, branch="main", commit_hash=f"{n:040x}")
-            for n in range(3)
-        )
+    rows = Rows(sessions, count(next(NUMBERS)))
+    project = rows.project()
+    for _ in range(3):
+        rows.build(project)
     return project
 
 

@@ -51,6 +51,10 @@ def _next(answers: list[T]) -> T:
     return answers.pop(0) if len(answers) > 1 else answers[0]
 
 
+# What claim_slot may be scripted to answer.
+ClaimAnswer = SlotClaim | Waiting | Started | Block
+
+
 @dataclass
 class Script:
     """What the fakes answer. Lists are consumed in order and their last item repeats."""
@@ -58,7 +62,7 @@ class Script:
     # claim_slot, per build id (a build missing here gets STARTED). A bare WAITING is what a
     # worker that does not count answers; Waiting(n) says n builds are ahead.
     # Started(wake) is a claim that took a slot and names the builds to wake.
-    claims: dict[int, list[SlotClaim | Waiting | Started | Block]] = field(default_factory=dict)
+    claims: dict[int, list[ClaimAnswer]] = field(default_factory=dict)
     # pick_host: the host task queue per call.
     hosts: list[str | Block] = field(default_factory=list)
     # execute_build, per call: a result, an exception to raise, or BLOCK.

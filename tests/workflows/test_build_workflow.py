@@ -12,7 +12,7 @@ from activities.errors import PERMANENT_ERROR
 from kiln.contracts import BuildOutcome, HostRequest, RunResult, Skipped, SlotClaim, Started
 from kiln.models import BuildStatus
 from tests.workflows.conftest import BuildHandle, Kiln, history, scheduled_activities, until_event
-from tests.workflows.fakes import BLOCK, Run
+from tests.workflows.fakes import BLOCK, ClaimAnswer, Run
 from workflows.build import BuildWorkflow
 
 WAITING = SlotClaim.WAITING
@@ -91,37 +91,27 @@ async def test_a_waiting_build_looks_again_on_its_recheck_timer_without_a_signal
     assert kiln.fakes.outcomes == [result]
 
 
-async def test_a_finishing_build_wakes_the_builds_its_slot_frees(kiln: Kiln) -> None:
+# Build 2 claimed first and was told to wait (build 1 is older). Its 60 s recheck is far off:
+# only a signal, sent to the prefixed id, can start it within the test's 10 s.
+WAKES: dict[str, tuple[list[ClaimAnswer], list[int]]] = {
+    # 1's finish frees the slot 2 waits for.
+    "when-an-older-build-ends": ([STARTED], [2]),
+    # Two slots: 2 claimed while 1 still waited its turn. Once 1 runs, a slot is still free,
+    # and 1's finish wakes nobody here: the signal comes when 1 takes its slot.
+    "when-an-older-build-takes-its-slot-with-one-left": ([Started(wake=(2,))], []),
+}
+
+
+@pytest.mark.parametrize("wake", WAKES)
+async def test_a_waiting_build_is_woken_by_the_build_before_it(kiln: Kiln, wake: str) -> None:
+    kiln.fakes.script.claims[1], kiln.fakes.script.wakes[1] = WAKES[wake]
     kiln.fakes.script.claims[2] = [WAITING, STARTED]
-    kiln.fakes.script.wakes[1] = [2]
     waiting = await kiln.start(2, slot_recheck_seconds=60)
     await until_waiting_for_a_slot(waiting)
 
     first = await kiln.start(1, slot_recheck_seconds=60)
     assert await kiln.result(first) == BuildOutcome(1, BuildStatus.PASSED, exit_code=0)
 
-    # Only the signal (sent to the prefixed id) can wake it before its 60 s recheck.
-    assert await kiln.result(waiting, timeout=10) == BuildOutcome(
-        2, BuildStatus.PASSED, exit_code=0
-    )
-    assert kiln.fakes.claims == [2, 1, 2]
-    assert [o.build_id for o in kiln.fakes.outcomes] == [1, 2]
-
-
-async def test_a_build_that_takes_a_slot_wakes_a_younger_one_told_to_wait_before_it(
-    kiln: Kiln,
-) -> None:
-    # Two slots: build 2 claimed while the older build 1 still waited its turn, so it was told
-    # to wait. Once 1 runs, a slot is still free. 1's finish wakes nobody here: only the
-    # signal sent when 1 took its slot can start 2 before its 60 s recheck.
-    kiln.fakes.script.claims[2] = [WAITING, STARTED]
-    kiln.fakes.script.claims[1] = [Started(wake=(2,))]
-    waiting = await kiln.start(2, slot_recheck_seconds=60)
-    await until_waiting_for_a_slot(waiting)
-
-    first = await kiln.start(1, slot_recheck_seconds=60)
-
-    assert await kiln.result(first) == BuildOutcome(1, BuildStatus.PASSED, exit_code=0)
     assert await kiln.result(waiting, timeout=10) == BuildOutcome(
         2, BuildStatus.PASSED, exit_code=0
     )
