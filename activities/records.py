@@ -20,10 +20,9 @@ class RecordActivities:
         """queued → running when the project has a free slot and no older build waits; while
         it waits, how many builds are ahead of it; once started, the project's builds that
         may take its other free slots."""
-        claim = self._builds.claim_slot(build_id)
-        if claim == SlotClaim.STARTED:
-            wake = self._builds.waiting_for_free_slots(build_id)
-            return Started(wake=tuple(wake)) if wake else claim
+        claim, wake = self._builds.claim_and_wake(build_id)
+        if wake:
+            return Started(wake=tuple(wake))
         if claim != SlotClaim.WAITING or self._visibility is None:
             return claim
         return Waiting(ahead=self._visibility.builds_ahead(build_id))

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from kiln.access import owned_build
 from kiln.contracts import BuildOutcome, SlotClaim
-from kiln.db import SessionFactory, reads_only
+from kiln.db import SessionFactory
 from kiln.errors import Conflict
 from kiln.events import announce, announce_output
 from kiln.git import CommitInfo
@@ -56,6 +56,24 @@ def _count(
     return int(session.scalar(query) or 0)
 
 
+def _slot_takers(session: Session, build_id: int) -> list[int]:
+    """The oldest queued builds of a running build's project, as many as it has free slots."""
+    build = session.get(Build, build_id)
+    project = session.get(Project, build.project_id) if build is not None else None
+    if project is None or project.max_concurrent_builds <= 1:  # the build holds the one slot
+        return []
+    free = project.max_concurrent_builds - _count(session, project.id, BuildStatus.RUNNING)
+    if free <= 0:
+        return []
+    query = (
+        select(Build.id)
+        .where(Build.project_id == project.id, Build.status == BuildStatus.QUEUED)
+        .order_by(Build.id)
+        .limit(free)
+    )
+    return list(session.scalars(query))
+
+
 class BuildService:
     """Build state changes over one database. With `limits`, a user's queued builds are capped
     at `rebuild` and their running builds at `claim_slot`."""
@@ -94,57 +112,44 @@ class BuildService:
         """queued → running when the project has a free slot, no older build of the project
         waits, and the owner runs fewer builds than their limit."""
         with self._sessions.begin() as session:
-            build = session.get(Build, build_id)
-            if build is None or build.status.is_final:
-                return SlotClaim.FINAL
-            if build.status == BuildStatus.RUNNING:  # claimed before a crash or replay
-                return SlotClaim.STARTED
-            owner_id = session.scalar(
-                select(Project.owner_id).where(Project.id == build.project_id)
-            )
-            if owner_id is None:  # the project is being deleted, and the build with it
-                return SlotClaim.FINAL
-            if self._limits is not None:
-                lock_owner(session, owner_id)  # the owner's claims, one at a time
-            # The project row lock serialises claims of one project (PostgreSQL; SQLite's
-            # transactions are serial already).
-            project = session.scalar(
-                select(Project).where(Project.id == build.project_id).with_for_update()
-            )
-            if project is None:  # deleted meanwhile
-                return SlotClaim.FINAL
-            running = _count(session, project.id, BuildStatus.RUNNING)
-            older_waiting = _count(session, project.id, BuildStatus.QUEUED, below_id=build_id)
-            if running >= project.max_concurrent_builds or older_waiting:
-                return SlotClaim.WAITING
-            if self._limits is not None and not may_run_another(session, owner_id, self._limits):
-                return SlotClaim.WAITING
-            build.status = BuildStatus.RUNNING
-            announce(session, build)
-            return SlotClaim.STARTED
+            return self._claim(session, build_id)
 
-    def waiting_for_free_slots(self, build_id: int) -> list[int]:
-        """The oldest queued builds of this build's project, as many as it has free slots
-        (none when every slot is taken): they may start now."""
-        with reads_only(), self._sessions() as session:
-            project = session.scalar(
-                select(Project)
-                .join(Build, Build.project_id == Project.id)
-                .where(Build.id == build_id)
-            )
-            if project is None:
-                return []
-            free = project.max_concurrent_builds - _count(session, project.id, BuildStatus.RUNNING)
-            if free <= 0:
-                return []
-            return list(
-                session.scalars(
-                    select(Build.id)
-                    .where(Build.project_id == project.id, Build.status == BuildStatus.QUEUED)
-                    .order_by(Build.id)
-                    .limit(free)
-                )
-            )
+    def claim_and_wake(self, build_id: int) -> tuple[SlotClaim, list[int]]:
+        """`claim_slot`, and once the build holds a slot, the project's oldest waiting builds
+        that its free slots may start (in the claim's transaction, under the project's lock).
+        One of them may have looked before this older build took its slot, and been told to
+        wait."""
+        with self._sessions.begin() as session:
+            claim = self._claim(session, build_id)
+            return claim, _slot_takers(session, build_id) if claim is SlotClaim.STARTED else []
+
+    def _claim(self, session: Session, build_id: int) -> SlotClaim:
+        build = session.get(Build, build_id)
+        if build is None or build.status.is_final:
+            return SlotClaim.FINAL
+        if build.status == BuildStatus.RUNNING:  # claimed before a crash or replay
+            return SlotClaim.STARTED
+        owner_id = session.scalar(select(Project.owner_id).where(Project.id == build.project_id))
+        if owner_id is None:  # the project is being deleted, and the build with it
+            return SlotClaim.FINAL
+        if self._limits is not None:
+            lock_owner(session, owner_id)  # the owner's claims, one at a time
+        # The project row lock serialises claims of one project (PostgreSQL; SQLite's
+        # transactions are serial already).
+        project = session.scalar(
+            select(Project).where(Project.id == build.project_id).with_for_update()
+        )
+        if project is None:  # deleted meanwhile
+            return SlotClaim.FINAL
+        running = _count(session, project.id, BuildStatus.RUNNING)
+        older_waiting = _count(session, project.id, BuildStatus.QUEUED, below_id=build_id)
+        if running >= project.max_concurrent_builds or older_waiting:
+            return SlotClaim.WAITING
+        if self._limits is not None and not may_run_another(session, owner_id, self._limits):
+            return SlotClaim.WAITING
+        build.status = BuildStatus.RUNNING
+        announce(session, build)
+        return SlotClaim.STARTED
 
     def finish(self, outcome: BuildOutcome) -> list[int]:
         """Record the final status once (a repeated call is a no-op). Returns the builds that

@@ -54,7 +54,19 @@ def make_engine(url: str) -> Engine:
         return engine
     # pre_ping: after a database restart, the next checkout reconnects instead of failing.
     engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    event.listen(engine, "begin", _postgres_begin)
+    import psycopg  # only a PostgreSQL engine needs it (and SQLAlchemy has loaded it by now)
+
+    repeatable_read = psycopg.IsolationLevel.REPEATABLE_READ
+
+    def postgres_begin(connection: Connection) -> None:
+        """A read-only transaction is REPEATABLE READ; the others keep the server's default
+        (READ COMMITTED), so concurrent writers wait for each other instead of failing. Set on
+        the driver's connection, which opens the transaction with it: no round trip of its
+        own."""
+        level = repeatable_read if _READS_ONLY.get() else None
+        connection.connection.dbapi_connection.isolation_level = level  # type: ignore[union-attr]
+
+    event.listen(engine, "begin", postgres_begin)
     return engine
 
 
@@ -94,16 +106,6 @@ def _sqlite_begin_immediate(connection: Connection) -> None:
     slot, appending to a log) can then never fail half-way on a snapshot another process made
     stale, and concurrent writers queue on the busy timeout instead."""
     connection.exec_driver_sql("BEGIN" if _READS_ONLY.get() else "BEGIN IMMEDIATE")
-
-
-def _postgres_begin(connection: Connection) -> None:
-    """A read-only transaction is REPEATABLE READ; the others keep the server's default (READ
-    COMMITTED), so concurrent writers wait for each other instead of failing. Set on the
-    driver's connection, which opens the transaction with it: no round trip of its own."""
-    import psycopg  # only a PostgreSQL engine needs it (and has loaded it by now)
-
-    level = psycopg.IsolationLevel.REPEATABLE_READ if _READS_ONLY.get() else None
-    connection.connection.dbapi_connection.isolation_level = level  # type: ignore[union-attr]
 
 
 def make_session_factory(engine: Engine, *, workflow_id_prefix: str = "") -> SessionFactory:

@@ -225,12 +225,17 @@ def test_a_build_that_takes_a_slot_names_the_builds_its_projects_free_slots_may_
     rows.build(project, BuildStatus.RUNNING)
     older, younger, youngest = (rows.build(project) for _ in range(3))
     rows.build(rows.project(), BuildStatus.QUEUED)  # another project's: never named here
-    assert service.claim_slot(younger.id) is SlotClaim.WAITING  # the older one waits first
-    assert service.claim_slot(older.id) is SlotClaim.STARTED
-    assert service.waiting_for_free_slots(older.id) == [younger.id]
-    assert service.claim_slot(younger.id) is SlotClaim.STARTED
-    assert service.waiting_for_free_slots(younger.id) == []  # every slot taken
+    assert service.claim_and_wake(younger.id) == (SlotClaim.WAITING, [])  # the older waits first
+    assert service.claim_and_wake(older.id) == (SlotClaim.STARTED, [younger.id])
+    assert service.claim_and_wake(younger.id) == (SlotClaim.STARTED, [])  # every slot taken
     assert rows.status(youngest.id) is BuildStatus.QUEUED
+
+
+def test_a_claim_in_a_project_of_one_slot_wakes_nobody(service: BuildService, rows: Rows) -> None:
+    project = rows.project()
+    first = rows.build(project)
+    rows.build(project)
+    assert service.claim_and_wake(first.id) == (SlotClaim.STARTED, [])
 
 
 def test_finish_returns_the_queued_builds_to_wake_oldest_first(
