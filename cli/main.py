@@ -113,9 +113,9 @@ def _check_api_startup(settings: Settings) -> None:
 
 
 def api_app() -> Any:
-    from cli.lean_imports import import_socketio_server_only
+    from cli.lean_imports import import_server_only
 
-    import_socketio_server_only()
+    import_server_only()
     from api.main import create_app
 
     app = create_app(get_settings())

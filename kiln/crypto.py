@@ -7,16 +7,24 @@ putting a new one in front, re-sealing (`SecretStore.rotate`), then dropping the
 
 Each value is sealed together with what it is (its `context`, e.g. `secret:12:NPM_TOKEN`) and
 opened only as that: a sealed value copied to another row or project does not open there.
+
+`cryptography` is imported on the first seal or open, not before: it is about 8 MB resident,
+which an API process that never handles a secret does not pay (the keys are checked at start
+all the same, as Fernet checks them).
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hmac
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+import secrets
+from typing import TYPE_CHECKING
 
 from kiln.errors import PermanentError
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 KEY_SETTING = "KILN_SECRETS_KEY"
 
@@ -33,21 +41,29 @@ class InvalidSecretsKey(ValueError):
     """KILN_SECRETS_KEY is set but is not a list of Fernet keys."""
 
 
+KEY_BYTES = 32
+
+
 def generate_key() -> str:
-    """A new random key, in the form KILN_SECRETS_KEY takes."""
-    return Fernet.generate_key().decode()
+    """A new random key, in the form KILN_SECRETS_KEY takes (as Fernet.generate_key makes it)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).decode()
 
 
-def parse_keys(value: str) -> list[Fernet]:
+def parse_keys(value: str) -> list[bytes]:
     """The keys of a KILN_SECRETS_KEY value, newest first; InvalidSecretsKey when one is not a
-    Fernet key (32 bytes, url-safe base64). The message never repeats the value."""
+    Fernet key (32 bytes, url-safe base64: Fernet's own check). The message never repeats the
+    value."""
     keys = []
     for position, text in enumerate((part.strip() for part in value.split(",")), start=1):
         if not text:
             continue
         try:
-            keys.append(Fernet(text.encode()))
+            key = base64.urlsafe_b64decode(text.encode())
         except (ValueError, binascii.Error):
+            key = b""
+        if len(key) == KEY_BYTES:
+            keys.append(text.encode())
+        else:
             raise InvalidSecretsKey(
                 f"{KEY_SETTING}: key {position} is not a Fernet key (32 random bytes, url-safe "
                 'base64: python -c "from cryptography.fernet import Fernet; '
@@ -60,18 +76,22 @@ class SecretBox:
     """Seals and opens values under the configured keys."""
 
     def __init__(self, keys: str) -> None:
-        parsed = parse_keys(keys)
-        self._fernet = MultiFernet(parsed) if parsed else None
+        self._keys_given = parse_keys(keys)
+        self._fernet: MultiFernet | None = None
 
     @property
     def available(self) -> bool:
-        return self._fernet is not None
+        return bool(self._keys_given)
 
     def _keys(self) -> MultiFernet:
-        if self._fernet is None:
+        if not self._keys_given:
             raise SecretsUnavailable(
                 f"secrets need {KEY_SETTING}: this Kiln has no key to encrypt or decrypt them"
             )
+        if self._fernet is None:  # two threads may both get here: each makes the same keys
+            from cryptography.fernet import Fernet, MultiFernet
+
+            self._fernet = MultiFernet([Fernet(key) for key in self._keys_given])
         return self._fernet
 
     def seal(self, value: str, context: str) -> str:
@@ -81,8 +101,11 @@ class SecretBox:
     def open(self, sealed: str, context: str) -> str:
         """The value sealed for `context`; UnreadableSecret when no key opens it or it was
         sealed for something else."""
+        keys = self._keys()
+        from cryptography.fernet import InvalidToken
+
         try:
-            plain = self._keys().decrypt(sealed.encode("ascii"))
+            plain = keys.decrypt(sealed.encode("ascii"))
         except (InvalidToken, UnicodeEncodeError):
             raise UnreadableSecret(
                 f"a stored secret could not be decrypted with {KEY_SETTING} (was the key "
@@ -95,8 +118,11 @@ class SecretBox:
 
     def reseal(self, sealed: str) -> str:
         """The same value sealed with the newest key (key rotation)."""
+        keys = self._keys()
+        from cryptography.fernet import InvalidToken
+
         try:
-            return self._keys().rotate(sealed.encode("ascii")).decode("ascii")
+            return keys.rotate(sealed.encode("ascii")).decode("ascii")
         except InvalidToken:
             raise UnreadableSecret(
                 f"a stored secret could not be decrypted with {KEY_SETTING}"

@@ -3,7 +3,10 @@ it is, keys rotated newest first."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
+from cryptography.fernet import Fernet
 
 from kiln.crypto import (
     InvalidSecretsKey,
@@ -71,6 +74,33 @@ def test_a_malformed_key_is_refused_without_repeating_it(bad: str) -> None:
         SecretBox(bad)
     assert bad not in str(caught.value)
     assert "KILN_SECRETS_KEY" in str(caught.value)
+
+
+_RAW = bytes(range(32))
+KEY_CANDIDATES = [
+    base64.urlsafe_b64encode(_RAW).decode(),
+    base64.urlsafe_b64encode(_RAW).decode().rstrip("="),  # padding dropped
+    base64.b64encode(bytes([251]) * 32).decode(),  # standard alphabet: "+" and "/"
+    base64.urlsafe_b64encode(_RAW[:31]).decode(),
+    base64.urlsafe_b64encode(_RAW + b"x").decode(),
+    base64.urlsafe_b64encode(_RAW).decode()[:20]
+    + "!"
+    + base64.urlsafe_b64encode(_RAW).decode()[20:],
+    "=" * 44,
+]
+
+
+@pytest.mark.parametrize("key", KEY_CANDIDATES)
+def test_a_key_is_taken_exactly_when_fernet_takes_it(key: str) -> None:
+    """The keys are checked at start without loading `cryptography`: the same check as its."""
+    try:
+        Fernet(key.encode())
+    except ValueError:
+        with pytest.raises(InvalidSecretsKey):
+            SecretBox(key)
+    else:
+        box = SecretBox(key)
+        assert box.open(box.seal(VALUE, "c"), "c") == VALUE
 
 
 def test_a_rotated_key_list_opens_old_values_and_reseals_them_with_the_newest_key() -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import time
+import types
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwt
 
+import api.security
 from api.security import (
     InvalidToken,
     MissingSubject,
@@ -119,6 +123,99 @@ def test_a_subject_that_is_not_a_string_is_invalid() -> None:
     token = jwt.encode(_claims(sub=5), SECRET, algorithm="HS256")
     with pytest.raises(InvalidToken):
         user_id_from_token(token, SECRET)
+
+
+# A token verified once is answered from memory until near its expiry (api.security._verified).
+
+
+@pytest.fixture
+def move_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Moves the clock that Kiln and python-jose read by `seconds` (both, or a kept answer
+    could outlive a refusal that jose would give); starts from a cleared memory."""
+    api.security._verified.cache_clear()
+    offset = [0.0]
+
+    class Moved(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> Any:
+            return dt.datetime.now(tz) + dt.timedelta(seconds=offset[0])
+
+    monkeypatch.setattr("jose.jwt.datetime", Moved)
+    monkeypatch.setattr(
+        api.security, "time", types.SimpleNamespace(time=lambda: time.time() + offset[0])
+    )
+
+    def move(seconds: float) -> None:
+        offset[0] += seconds
+
+    return move
+
+
+def test_a_token_verified_before_is_refused_once_it_has_expired(
+    move_clock: Callable[[float], None],
+) -> None:
+    token = create_token(42, SECRET, ttl_seconds=30)
+    assert user_id_from_token(token, SECRET) == 42
+    move_clock(31)
+    with pytest.raises(InvalidToken, match="expired"):
+        user_id_from_token(token, SECRET)
+    move_clock(60)
+    with pytest.raises(InvalidToken, match="expired"):
+        user_id_from_token(token, SECRET)
+
+
+def test_a_token_not_valid_yet_is_refused_before_its_time_and_after_a_success(
+    move_clock: Callable[[float], None],
+) -> None:
+    token = jwt.encode(_claims(sub="3", nbf=int(time.time()) + 60), SECRET, algorithm="HS256")
+    with pytest.raises(InvalidToken, match="not yet valid"):
+        user_id_from_token(token, SECRET)
+    move_clock(120)
+    assert user_id_from_token(token, SECRET) == 3
+    move_clock(-120)
+    with pytest.raises(InvalidToken, match="not yet valid"):
+        user_id_from_token(token, SECRET)
+
+
+def test_a_token_verified_under_one_secret_is_refused_under_another(
+    move_clock: Callable[[float], None],
+) -> None:
+    token = create_token(1, SECRET, ttl_seconds=60)
+    assert user_id_from_token(token, SECRET) == 1
+    with pytest.raises(InvalidToken):
+        user_id_from_token(token, "another-secret-0123456789abcdef")
+
+
+def test_an_expiry_given_as_a_string_is_judged_afresh_every_time(
+    move_clock: Callable[[float], None],
+) -> None:
+    # python-jose takes a numeric string for a time claim; Kiln keeps nothing for it.
+    token = jwt.encode(_claims(sub="5", exp=str(int(time.time()) + 30)), SECRET, algorithm="HS256")
+    assert user_id_from_token(token, SECRET) == 5
+    move_clock(60)
+    with pytest.raises(InvalidToken, match="expired"):
+        user_id_from_token(token, SECRET)
+
+
+def test_a_token_is_checked_by_jose_once_while_it_is_used_again_and_again(
+    move_clock: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+    decode = jwt.decode
+
+    def counted(token: str, *args: Any, **kwargs: Any) -> Any:
+        checks.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr("api.security.jwt.decode", counted)
+    token = create_token(9, SECRET, ttl_seconds=600)
+    assert [user_id_from_token(token, SECRET) for _ in range(5)] == [9] * 5
+    assert len(checks) == 1
+    forged = create_token(9, "another-secret-0123456789abcdef", ttl_seconds=600)
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            user_id_from_token(forged, SECRET)
+    assert len(checks) == 3  # a refusal is not kept: each try is checked
 
 
 PASSWORD = "  padded secret  "
