@@ -12,6 +12,13 @@ from pathlib import Path
 
 from workflows.visibility import SEARCH_ATTRIBUTES, dev_server_args, type_name
 
+# The history file in write-ahead-log mode, synced at checkpoints rather than at each commit:
+# every start, workflow task and activity result is a commit, and syncing each one made a
+# workflow start take 33 ms at the median instead of 10 ms (on a 2-core VM). A killed or
+# crashed server loses nothing (the log is in the file). A crash of the machine itself may lose
+# its last moments; a build whose workflow is gone is then settled by the reconciler.
+HISTORY_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+
 
 def temporal_binary() -> str:
     """The `temporal` CLI: beside this Python (a venv's bin/) or on PATH."""
@@ -53,6 +60,8 @@ def start_dev_server(
         "--ip", "127.0.0.1", "--port", str(port),
         "--db-filename", str(db_file), "--log-level", "warn",
     ]  # fmt: skip
+    for pragma in HISTORY_PRAGMAS:
+        command += ["--sqlite-pragma", pragma]
     command += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     command += dev_server_args() if search_attributes else []
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115

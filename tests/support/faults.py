@@ -34,9 +34,13 @@ class RestartableTemporal:
             self.db_file, port=self.port, ui_port=None, log_file=self.db_file.with_suffix(".log")
         )
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
+        """Stopped as a service manager stops it, or with `kill` -9 (nothing is flushed)."""
         if self.process is not None:
-            self.process.terminate()
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
             self.process.wait(timeout=30)
 
 
