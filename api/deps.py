@@ -117,7 +117,9 @@ async def get_current_user(request: Request) -> User:
 
 
 def _caller(sessions: SessionFactory, settings: Settings, token: str) -> User:
-    with sessions() as session:
+    # Read-only: on SQLite the lookup takes no write lock, so it never waits behind a worker
+    # appending output (an API token's "last used" touch writes in a session of its own).
+    with reads_only(), sessions() as session:
         return caller_in(session, sessions, settings, token)
 
 
@@ -162,8 +164,7 @@ async def get_caller(request: Request) -> Caller:
     caller = Caller(_bearer_token(request), request.app.state.sessions, request.app.state.settings)
     if not all(well_formed_id(value) for value in request.path_params.values()):
         # The route may never run: judge the token now, so that a bad one is still a 401.
-        with reads_only():
-            await run_in_threadpool(_caller, caller.sessions, caller.settings, caller.token)
+        await run_in_threadpool(_caller, caller.sessions, caller.settings, caller.token)
     return caller
 
 

@@ -94,13 +94,21 @@ async def test_a_finished_build_has_its_exit_code_and_finish_time_and_no_queue_p
     assert BuildFetched.model_validate(fetched).model_dump(mode="json") == fetched
 
 
-@pytest.mark.parametrize("suffix", ["", "/logs"], ids=["build", "logs"])
+READS = {
+    "build": "/api/build/{build}",
+    "logs": "/api/build/{build}/logs",
+    "projects": "/api/project/projects",  # the caller's lookup is the route's only other read
+    "project": "/api/project/projects/{project}",
+}
+
+
+@pytest.mark.parametrize("path", READS.values(), ids=READS.keys())
 async def test_a_build_is_read_while_another_connection_holds_the_write_lock(
-    api: Api, created: Created, suffix: str
+    api: Api, created: Created, path: str
 ) -> None:
-    # A worker appending output, or a burst of inserts, holds SQLite's write lock: readers
-    # must not queue behind it (up to the 30 s busy timeout).
-    url = f"/api/build/{created.build['id']}{suffix}"
+    # A worker appending output, or a burst of inserts, holds SQLite's write lock: readers,
+    # and the lookup of who calls, must not queue behind it (up to the 30 s busy timeout).
+    url = path.format(build=created.build["id"], project=created.project["id"])
     with api.sessions.begin() as writer:
         writer.execute(select(BuildRow.id))  # BEGIN IMMEDIATE: the write lock is held
         response = await asyncio.wait_for(
