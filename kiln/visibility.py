@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import func, or_, select
 
 from kiln.contracts import COMMAND_HEAD_BYTES, BuildLabels
-from kiln.db import SessionFactory
+from kiln.db import SessionFactory, reads_only
 from kiln.models import Build, BuildStatus, Project
 
 
@@ -17,14 +17,16 @@ def head(text: str, limit: int) -> str:
 
 
 class BuildVisibility:
-    """Reads for the workflow facade (labels at start) and the claim activity (the count)."""
+    """Reads for the workflow facade (labels at start) and the claim activity (the count); on
+    SQLite they take no write lock (`reads_only`), so a start never waits behind a worker
+    appending output."""
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
 
     def labels(self, build_id: int) -> BuildLabels | None:
         """The build's labels, or None when it no longer exists. One query."""
-        with self._sessions() as session:
+        with reads_only(), self._sessions() as session:
             row = session.execute(
                 select(Build.project_id, Project.name, Build.branch, Build.commit_hash)
                 .add_columns(Build.commit, Build.commit_author, Project.build_command)
@@ -55,5 +57,5 @@ class BuildVisibility:
                 (Build.status == BuildStatus.QUEUED) & (Build.id < build_id),
             ),
         )
-        with self._sessions() as session:
+        with reads_only(), self._sessions() as session:
             return int(session.scalar(query) or 0)
