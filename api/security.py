@@ -48,8 +48,9 @@ def create_token(user_id: int, secret: str, ttl_seconds: int) -> str:
 
 def user_id_from_token(token: str, secret: str) -> int:
     """The user a genuine, unexpired token names. A token already verified is not checked
-    again while its lifetime lasts (python-jose takes about 75 µs a check, a tenth of a build
-    read): the same bytes under the same secret verify the same way, and only the time moves."""
+    again while its lifetime lasts (python-jose took 75–130 µs a check, on every request; a
+    kept answer takes under 1 µs): the same bytes under the same secret verify the same way,
+    and only the time moves."""
     user_id, not_before, expires = _verified(token, secret)
     now = time.time()
     # A second's margin either side: at its edges the token is judged afresh, exactly as jose
